@@ -1,0 +1,369 @@
+//! Broker configuration: a TOML file, overridden by environment variables and flags.
+//!
+//! Every field has a default, so an empty file (or none) runs a standalone broker on
+//! `127.0.0.1:4567` with its data in `./riffle-data`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The whole broker configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the Kinesis API listener (HTTP/1.1 and h2c on one port).
+    pub listen: SocketAddr,
+    /// Address of the admin listener: `/metrics`, `/healthz`, `/readyz`.
+    pub admin_listen: SocketAddr,
+    /// Where streams, shard logs and metadata live.
+    pub data_dir: PathBuf,
+    /// The region written into ARNs.
+    pub region: String,
+    /// The 12-digit account id written into ARNs and error messages.
+    pub account_id: String,
+    /// Grace period for in-flight requests on shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Stream lifecycle and control-plane limits.
+    pub streams: StreamsConfig,
+    /// Shard log storage.
+    pub storage: StorageConfig,
+    /// Per-shard throughput limits.
+    pub limits: LimitsConfig,
+}
+
+/// Stream lifecycle and control-plane limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamsConfig {
+    /// How long a stream stays CREATING, UPDATING or DELETING.
+    #[serde(with = "humantime_serde")]
+    pub status_delay: Duration,
+    /// Open shards allowed across all streams of the account.
+    pub shard_limit: u32,
+    /// Shards allowed in one stream (UpdateShardCount target and on-demand growth).
+    pub max_shards_per_stream: u32,
+    /// UpdateShardCount calls allowed per stream in any rolling 24 hours.
+    pub reshards_per_24h: u32,
+    /// Registered (enhanced fan-out) consumers allowed per stream.
+    pub max_consumers_per_stream: u32,
+    /// Shards an ON_DEMAND stream starts with.
+    pub on_demand_shards: u32,
+    /// Streams allowed in ON_DEMAND mode at once.
+    pub on_demand_stream_limit: u32,
+}
+
+/// When appended records are fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Before a write is acknowledged (the default: an acknowledged record survives a crash).
+    Always,
+    /// Every interval; writes are acknowledged once written to the OS.
+    Interval(Duration),
+    /// Never explicitly; the OS decides.
+    Never,
+}
+
+impl<'de> Deserialize<'de> for FsyncPolicy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "always" => Ok(FsyncPolicy::Always),
+            "never" => Ok(FsyncPolicy::Never),
+            other => match other.strip_prefix("interval:") {
+                Some(d) => humantime::parse_duration(d)
+                    .map(FsyncPolicy::Interval)
+                    .map_err(serde::de::Error::custom),
+                None => Err(serde::de::Error::custom(
+                    "expected \"always\", \"never\" or \"interval:<duration>\"",
+                )),
+            },
+        }
+    }
+}
+
+/// Shard log storage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// When appended records are fsynced.
+    pub fsync: FsyncPolicy,
+    /// A segment file is sealed and a new one started past this size.
+    pub segment_bytes: u64,
+    /// One sparse index entry per this many bytes of log.
+    pub index_interval_bytes: u64,
+    /// Appends queued per shard before producers wait (back-pressure).
+    pub write_queue: usize,
+    /// Largest batch the shard writer assembles from queued appends.
+    pub max_batch_bytes: usize,
+    /// How often expired segments are deleted.
+    #[serde(with = "humantime_serde")]
+    pub retention_check_interval: Duration,
+}
+
+/// A rate limit that may be switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// No limit.
+    Off,
+    /// At most this many units per second.
+    PerSecond(u64),
+}
+
+impl Limit {
+    /// The rate, if limited.
+    pub fn rate(self) -> Option<u64> {
+        match self {
+            Limit::Off => None,
+            Limit::PerSecond(n) => Some(n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Limit::PerSecond(n)),
+            Raw::S(s) if s == "off" => Ok(Limit::Off),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "expected a number or \"off\", got {s:?}"
+            ))),
+        }
+    }
+}
+
+/// Per-shard throughput limits, as Kinesis sets them by default.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardLimits {
+    /// Bytes (data + partition key) written per second.
+    pub write_bytes_per_second: Limit,
+    /// Records written per second.
+    pub write_records_per_second: Limit,
+    /// Bytes read by GetRecords per second.
+    pub read_bytes_per_second: Limit,
+    /// GetRecords calls per second.
+    pub get_records_per_second: Limit,
+    /// Bytes pushed per second to each registered (enhanced fan-out) consumer.
+    pub subscriber_bytes_per_second: Limit,
+}
+
+impl ShardLimits {
+    /// Every limit switched off.
+    pub const OFF: ShardLimits = ShardLimits {
+        write_bytes_per_second: Limit::Off,
+        write_records_per_second: Limit::Off,
+        read_bytes_per_second: Limit::Off,
+        get_records_per_second: Limit::Off,
+        subscriber_bytes_per_second: Limit::Off,
+    };
+}
+
+impl Default for ShardLimits {
+    fn default() -> Self {
+        ShardLimits {
+            write_bytes_per_second: Limit::PerSecond(1024 * 1024),
+            write_records_per_second: Limit::PerSecond(1000),
+            read_bytes_per_second: Limit::PerSecond(2 * 1024 * 1024),
+            get_records_per_second: Limit::PerSecond(5),
+            subscriber_bytes_per_second: Limit::PerSecond(2 * 1024 * 1024),
+        }
+    }
+}
+
+/// Per-shard limits: a broker-wide default and overrides per stream name.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// The default for every shard.
+    #[serde(flatten)]
+    pub default: ShardLimits,
+    /// Overrides for the shards of one stream, by stream name.
+    #[serde(default)]
+    pub streams: BTreeMap<String, ShardLimits>,
+}
+
+impl LimitsConfig {
+    /// The limits that apply to the shards of `stream`.
+    pub fn for_stream(&self, stream: &str) -> ShardLimits {
+        self.streams.get(stream).copied().unwrap_or(self.default)
+    }
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {field}: {reason}")]
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4567)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9567)),
+            data_dir: PathBuf::from("riffle-data"),
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            shutdown_grace: Duration::from_secs(10),
+            streams: StreamsConfig::default(),
+            storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig {
+            status_delay: Duration::from_millis(500),
+            shard_limit: 500,
+            max_shards_per_stream: 10_000,
+            reshards_per_24h: 10,
+            max_consumers_per_stream: 20,
+            on_demand_shards: 4,
+            on_demand_stream_limit: 50,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            fsync: FsyncPolicy::Always,
+            segment_bytes: 128 * 1024 * 1024,
+            index_interval_bytes: 32 * 1024,
+            write_queue: 1024,
+            max_batch_bytes: 16 * 1024 * 1024,
+            retention_check_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Checks values that parse but cannot run.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return invalid("account_id", "must be 12 digits");
+        }
+        if self.region.is_empty() || self.region.contains(':') {
+            return invalid("region", "must be a region name such as us-east-1");
+        }
+        if self.storage.segment_bytes < 64 * 1024 {
+            return invalid("storage.segment_bytes", "must be at least 65536");
+        }
+        if self.storage.index_interval_bytes == 0 {
+            return invalid("storage.index_interval_bytes", "must be positive");
+        }
+        if self.storage.write_queue == 0 {
+            return invalid("storage.write_queue", "must be positive");
+        }
+        if self.storage.max_batch_bytes < 11 * 1024 * 1024 {
+            return invalid(
+                "storage.max_batch_bytes",
+                "must hold the largest PutRecords request (at least 11534336)",
+            );
+        }
+        if self.streams.on_demand_shards == 0 || self.streams.max_shards_per_stream == 0 {
+            return invalid("streams", "shard counts must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_section() {
+        let c: Config = toml::from_str(
+            r#"
+            listen = "127.0.0.1:0"
+            account_id = "123456789012"
+            [streams]
+            status_delay = "50ms"
+            shard_limit = 10
+            [storage]
+            fsync = "interval:10ms"
+            [limits]
+            write_records_per_second = "off"
+            [limits.streams.bench]
+            write_bytes_per_second = "off"
+            get_records_per_second = 100
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.streams.status_delay, Duration::from_millis(50));
+        assert_eq!(c.storage.fsync, FsyncPolicy::Interval(Duration::from_millis(10)));
+        assert_eq!(c.limits.default.write_records_per_second, Limit::Off);
+        assert_eq!(
+            c.limits.for_stream("bench").get_records_per_second,
+            Limit::PerSecond(100)
+        );
+        assert_eq!(
+            c.limits.for_stream("other").write_bytes_per_second,
+            Limit::PerSecond(1024 * 1024)
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_values() {
+        assert!(toml::from_str::<Config>("nope = 1").is_err());
+        assert!(toml::from_str::<Config>("[storage]\nfsync = \"sometimes\"").is_err());
+        let c: Config = toml::from_str("account_id = \"12\"").unwrap();
+        assert!(c.validate().is_err());
+    }
+}
