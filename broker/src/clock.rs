@@ -41,7 +41,11 @@ impl Clock {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        system + self.offset_ms.as_ref().map_or(0, |o| o.load(Ordering::Relaxed))
+        system
+            + self
+                .offset_ms
+                .as_ref()
+                .map_or(0, |o| o.load(Ordering::Relaxed))
     }
 
     /// Moves an adjustable clock forward. Returns false on the system clock.

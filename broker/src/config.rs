@@ -347,7 +347,10 @@ mod tests {
         .unwrap();
         c.validate().unwrap();
         assert_eq!(c.streams.status_delay, Duration::from_millis(50));
-        assert_eq!(c.storage.fsync, FsyncPolicy::Interval(Duration::from_millis(10)));
+        assert_eq!(
+            c.storage.fsync,
+            FsyncPolicy::Interval(Duration::from_millis(10))
+        );
         assert_eq!(c.limits.default.write_records_per_second, Limit::Off);
         assert_eq!(
             c.limits.for_stream("bench").get_records_per_second,

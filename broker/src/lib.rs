@@ -1,10 +1,25 @@
 //! Riffle broker: a Kinesis Data Streams compatible server.
 //!
 //! The module map, in the order a request flows (start reading at [`server`]):
-//! - [`server`]: listeners (HTTP/1.1 + h2c on one port), the request pipeline, shutdown.
+//! - [`server`]: listeners (HTTP/1.1 + h2c on one port), the request pipeline, the
+//!   authentication seam, the admin listener, shutdown.
+//! - [`api`]: operation names, decoding, validation, error mapping ([`api::error`] is the only
+//!   place `__type` and status codes are decided) and the handlers ([`api::ops`]).
+//! - [`broker`]: streams, shard maps, control-plane transitions, metadata persistence, and
+//!   [`broker::Broker::locate`], the one place shard ownership is looked up.
+//! - [`shard`]: a shard's writer task (group commit), limits and metrics.
+//! - [`iterator`]: signed, expiring shard iterators.
 //! - [`storage`]: per-shard segmented logs and the metadata file.
-//! - [`config`], [`clock`]: settings and the injected wall clock.
+//! - [`limits`], [`metrics`], [`config`], [`clock`], [`error`]: supporting pieces.
 
+pub mod api;
+pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod error;
+pub mod iterator;
+pub mod limits;
+pub mod metrics;
+pub mod server;
+pub mod shard;
 pub mod storage;

@@ -47,14 +47,22 @@ impl StreamArn {
     /// Parses a stream ARN. Consumer ARNs (`…/consumer/…`) are not stream ARNs.
     pub fn parse(arn: &str) -> Option<StreamArn> {
         let mut parts = arn.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some("kinesis"), Some(region), Some(account), Some(resource)) = (
+        let (
+            Some("arn"),
+            Some(partition),
+            Some("kinesis"),
+            Some(region),
+            Some(account),
+            Some(resource),
+        ) = (
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
-        ) else {
+        )
+        else {
             return None;
         };
         let stream = resource.strip_prefix("stream/")?;
@@ -109,7 +117,11 @@ impl ConsumerArn {
 
 impl fmt::Display for ConsumerArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/consumer/{}:{}", self.stream, self.consumer, self.created)
+        write!(
+            f,
+            "{}/consumer/{}:{}",
+            self.stream, self.consumer, self.created
+        )
     }
 }
 

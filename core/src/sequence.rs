@@ -100,12 +100,27 @@ mod tests {
 
     #[test]
     fn rejects_malformed_and_foreign() {
-        assert_eq!("".parse::<SequenceNumber>(), Err(SequenceNumberError::Malformed));
-        assert_eq!("01".parse::<SequenceNumber>(), Err(SequenceNumberError::Malformed));
-        assert_eq!("12a".parse::<SequenceNumber>(), Err(SequenceNumberError::Malformed));
-        assert_eq!("1".parse::<SequenceNumber>(), Err(SequenceNumberError::Foreign));
+        assert_eq!(
+            "".parse::<SequenceNumber>(),
+            Err(SequenceNumberError::Malformed)
+        );
+        assert_eq!(
+            "01".parse::<SequenceNumber>(),
+            Err(SequenceNumberError::Malformed)
+        );
+        assert_eq!(
+            "12a".parse::<SequenceNumber>(),
+            Err(SequenceNumberError::Malformed)
+        );
+        assert_eq!(
+            "1".parse::<SequenceNumber>(),
+            Err(SequenceNumberError::Foreign)
+        );
         let too_long = "9".repeat(56);
-        assert_eq!(too_long.parse::<SequenceNumber>(), Err(SequenceNumberError::Foreign));
+        assert_eq!(
+            too_long.parse::<SequenceNumber>(),
+            Err(SequenceNumberError::Foreign)
+        );
     }
 
     proptest! {

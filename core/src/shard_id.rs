@@ -60,7 +60,13 @@ mod tests {
 
     #[test]
     fn accepts_lenient_forms() {
-        for s in ["shardId-000000000001", "shardId-1", "1", "foo-1", "shardId-00001"] {
+        for s in [
+            "shardId-000000000001",
+            "shardId-1",
+            "1",
+            "foo-1",
+            "shardId-00001",
+        ] {
             assert_eq!(ShardId::parse_lenient(s), Ok(ShardId(1)), "{s}");
         }
         for s in ["", "shardId-", "shardId-x", "shardId-2147483648", "-", "1a"] {

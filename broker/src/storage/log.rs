@@ -256,7 +256,11 @@ impl Log {
                 if prev.end != base {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("segment {} does not follow position {}", path.display(), prev.end),
+                        format!(
+                            "segment {} does not follow position {}",
+                            path.display(),
+                            prev.end
+                        ),
                     ));
                 }
             }
@@ -422,7 +426,9 @@ impl Log {
                 }
                 let time_entry = if min_ts > i64::MIN {
                     let j = seg.index.partition_point(|e| e.timestamp_ms < min_ts);
-                    seg.index.get(j.saturating_sub(1)).filter(|e| e.position >= pos)
+                    seg.index
+                        .get(j.saturating_sub(1))
+                        .filter(|e| e.position >= pos)
                 } else {
                     None
                 };
@@ -457,8 +463,7 @@ impl Log {
                                     continue;
                                 }
                                 if out.records.len() >= max_records
-                                    || (!out.records.is_empty()
-                                        && bytes + r.data.len() > max_bytes)
+                                    || (!out.records.is_empty() && bytes + r.data.len() > max_bytes)
                                 {
                                     done = true;
                                     break;
@@ -520,7 +525,9 @@ impl Log {
                 .map_or(0, |s| s.base)
         };
         let r = self.read(start, 1, 1, ts)?;
-        Ok(r.records.first().map_or(self.end_position(), |r| r.position))
+        Ok(r.records
+            .first()
+            .map_or(self.end_position(), |r| r.position))
     }
 
     /// Deletes sealed segments whose every record arrived before `cutoff_ts`. Returns the

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Reads and atomically replaces one JSON file.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MetaFile {
     path: PathBuf,
     dir: PathBuf,

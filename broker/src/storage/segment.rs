@@ -186,8 +186,7 @@ pub fn encode_header(base: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
 
 /// The base position in a segment header, if valid.
 pub fn decode_header(buf: &[u8]) -> Option<u64> {
-    (buf.len() >= SEGMENT_HEADER_LEN as usize && &buf[..8] == SEGMENT_MAGIC)
-        .then(|| u64_at(buf, 8))
+    (buf.len() >= SEGMENT_HEADER_LEN as usize && &buf[..8] == SEGMENT_MAGIC).then(|| u64_at(buf, 8))
 }
 
 /// One sparse index entry: the batch starting at `position` begins at byte `offset`.
@@ -269,7 +268,11 @@ mod tests {
         let n = encode_batch(
             7,
             1_700_000_000_000,
-            [(&b"k1"[..], &b"hello"[..]), (&b""[..], &b""[..]), (&b"k3"[..], &[0u8, 255][..])],
+            [
+                (&b"k1"[..], &b"hello"[..]),
+                (&b""[..], &b""[..]),
+                (&b"k3"[..], &[0u8, 255][..]),
+            ],
             &mut out,
         );
         (Bytes::from(out), n)

@@ -19,8 +19,13 @@ fn payload(i: u64) -> Vec<u8> {
 fn append_n(w: &mut LogWriter, from: u64, n: u64, ts: i64) {
     let keys: Vec<String> = (from..from + n).map(|i| format!("k{i}")).collect();
     let data: Vec<Vec<u8>> = (from..from + n).map(payload).collect();
-    w.append(ts, keys.iter().map(|k| k.as_bytes()).zip(data.iter().map(|d| &d[..])))
-        .unwrap();
+    w.append(
+        ts,
+        keys.iter()
+            .map(|k| k.as_bytes())
+            .zip(data.iter().map(|d| &d[..])),
+    )
+    .unwrap();
 }
 
 fn read_all(log: &Log) -> Vec<StoredRecord> {

@@ -1,0 +1,169 @@
+//! The Kinesis API: operation names, request decoding, dispatch and response encoding.
+//!
+//! A request names its operation in `X-Amz-Target: Kinesis_20131202.<Operation>`. The body is
+//! decoded into the operation's input type, the handler runs against the [`Broker`], and the
+//! output is encoded in the request's format. Handlers are plain `async fn(&Arc<Broker>,
+//! Input) -> Result<Output, ApiError>`, testable without HTTP.
+//!
+//! Operations are grouped by the resource they act on (one file per group rather than per
+//! operation: most are a dozen lines and share their lookups).
+
+pub mod error;
+pub mod ops;
+pub mod validate;
+pub mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::broker::{Broker, Stream};
+use crate::error::Error;
+use error::ApiError;
+use validate::Validator;
+
+/// The target prefix of every Kinesis operation.
+pub const TARGET_PREFIX: &str = "Kinesis_20131202.";
+
+macro_rules! operations {
+    ($($name:ident => $handler:path),* $(,)?) => {
+        /// Every operation the broker serves.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Operation {
+            $(
+                #[doc = concat!("`", stringify!($name), "`")]
+                $name,
+            )*
+        }
+
+        impl Operation {
+            /// The operation named by an `X-Amz-Target` header value.
+            pub fn from_target(target: &str) -> Option<Operation> {
+                match target.strip_prefix(TARGET_PREFIX)? {
+                    $(stringify!($name) => Some(Operation::$name),)*
+                    _ => None,
+                }
+            }
+
+            /// The operation's name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Operation::$name => stringify!($name),)*
+                }
+            }
+
+            /// Every operation.
+            pub const ALL: &'static [Operation] = &[$(Operation::$name),*];
+        }
+
+        /// Decodes `body`, runs the operation and encodes its output as JSON.
+        pub async fn dispatch(broker: &Arc<Broker>, op: Operation, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+            match op {
+                $(Operation::$name => run(broker, body, $handler).await,)*
+            }
+        }
+    };
+}
+
+operations! {
+    CreateStream => ops::streams::create_stream,
+    DeleteStream => ops::streams::delete_stream,
+    DescribeStream => ops::streams::describe_stream,
+    DescribeStreamSummary => ops::streams::describe_stream_summary,
+    ListStreams => ops::streams::list_streams,
+    ListShards => ops::streams::list_shards,
+    IncreaseStreamRetentionPeriod => ops::streams::increase_retention,
+    DecreaseStreamRetentionPeriod => ops::streams::decrease_retention,
+    EnableEnhancedMonitoring => ops::streams::enable_monitoring,
+    DisableEnhancedMonitoring => ops::streams::disable_monitoring,
+    StartStreamEncryption => ops::streams::start_encryption,
+    StopStreamEncryption => ops::streams::stop_encryption,
+    UpdateStreamMode => ops::streams::update_stream_mode,
+    UpdateMaxRecordSize => ops::streams::update_max_record_size,
+    UpdateStreamWarmThroughput => ops::streams::update_warm_throughput,
+    DescribeLimits => ops::account::describe_limits,
+    DescribeAccountSettings => ops::account::describe_account_settings,
+    UpdateAccountSettings => ops::account::update_account_settings,
+    AddTagsToStream => ops::tags::add_tags_to_stream,
+    RemoveTagsFromStream => ops::tags::remove_tags_from_stream,
+    ListTagsForStream => ops::tags::list_tags_for_stream,
+    TagResource => ops::tags::tag_resource,
+    UntagResource => ops::tags::untag_resource,
+    ListTagsForResource => ops::tags::list_tags_for_resource,
+    PutRecord => ops::records::put_record,
+    PutRecords => ops::records::put_records,
+    GetShardIterator => ops::records::get_shard_iterator,
+    GetRecords => ops::records::get_records,
+    SplitShard => ops::reshard::split_shard,
+    MergeShards => ops::reshard::merge_shards,
+    UpdateShardCount => ops::reshard::update_shard_count,
+}
+
+async fn run<I, O, F, Fut>(
+    broker: &Arc<Broker>,
+    body: &[u8],
+    handler: F,
+) -> Result<Vec<u8>, ApiError>
+where
+    I: DeserializeOwned,
+    O: Serialize,
+    F: FnOnce(Arc<Broker>, I) -> Fut,
+    Fut: Future<Output = Result<O, ApiError>>,
+{
+    let input: I = wire::decode_json(body)?;
+    let output = handler(broker.clone(), input).await?;
+    let bytes = serde_json::to_vec(&output)
+        .map_err(|e| ApiError::Domain(Error::Storage(std::io::Error::other(e))))?;
+    // Operations without output answer with an empty body, as AWS does.
+    Ok(if bytes == b"null" { Vec::new() } else { bytes })
+}
+
+/// Finds the stream a request names by `StreamName` or `StreamARN`, validating both in
+/// the order AWS does (after the operation's own members).
+pub fn check_stream_ref(v: &mut Validator, name: Option<&str>, arn: Option<&str>) {
+    if arn.is_none() {
+        v.name("streamName", name, true);
+    } else {
+        v.name("streamName", name, false);
+        v.string(
+            "streamARN",
+            arn,
+            false,
+            Some((validate::STREAM_ARN_PATTERN, |s| {
+                riffle_core::StreamArn::parse(s).is_some()
+            })),
+            1,
+            2048,
+        );
+    }
+}
+
+/// The stream named by `StreamName` or `StreamARN` (already validated).
+pub fn stream_ref(
+    broker: &Broker,
+    name: Option<&str>,
+    arn: Option<&str>,
+) -> Result<Arc<Stream>, ApiError> {
+    if let Some(arn) = arn {
+        let parsed = riffle_core::StreamArn::parse(arn).ok_or_else(|| Error::StreamNotFound {
+            stream: arn.to_owned(),
+        })?;
+        if parsed.account != broker.config.account_id || parsed.region != broker.config.region {
+            return Err(Error::StreamNotFound {
+                stream: parsed.stream,
+            }
+            .into());
+        }
+        if let Some(n) = name {
+            if n != parsed.stream {
+                return Err(ApiError::invalid_argument(format!(
+                    "StreamName {n} does not match the stream in StreamARN {arn}."
+                )));
+            }
+        }
+        return Ok(broker.stream(&parsed.stream)?);
+    }
+    Ok(broker.stream(name.unwrap_or_default())?)
+}

@@ -1,0 +1,7 @@
+//! Operation handlers, grouped by the resource they act on.
+
+pub mod account;
+pub mod records;
+pub mod reshard;
+pub mod streams;
+pub mod tags;

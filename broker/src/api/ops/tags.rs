@@ -1,0 +1,397 @@
+//! Tags on streams (AddTagsToStream & co.) and on any resource by ARN (TagResource & co.).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::error::ApiError;
+use crate::api::ops::streams::{validate_tags, StreamRefInput};
+use crate::api::validate::Validator;
+use crate::api::{check_stream_ref, stream_ref};
+use crate::broker::{Broker, Stream};
+use crate::error::Error;
+
+/// Tags allowed on one stream.
+const MAX_TAGS: usize = 50;
+
+fn valid_tag_chars(s: &str) -> bool {
+    s.chars()
+        .all(|c| c.is_alphanumeric() || c == ' ' || "_./=+-%@".contains(c))
+}
+
+fn check_chars<'a>(mut all: impl Iterator<Item = &'a str>) -> Result<(), ApiError> {
+    if all.any(|s| !valid_tag_chars(s)) {
+        return Err(ApiError::invalid_argument(
+            "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @.",
+        ));
+    }
+    Ok(())
+}
+
+async fn add_tags(
+    broker: &Broker,
+    stream: &Stream,
+    tags: BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    check_chars(tags.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]))?;
+    for (k, v) in &tags {
+        if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
+            return Err(ApiError::invalid_argument(
+                "Tag keys must be 1-128 characters and values 0-256 characters.",
+            ));
+        }
+    }
+    let _control = broker.control().await;
+    {
+        let mut s = stream.settings.lock();
+        let total = s
+            .tags
+            .keys()
+            .chain(tags.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        if total > MAX_TAGS {
+            return Err(Error::LimitExceeded(format!(
+                "Failed to add tags to stream {} under account {} because a given stream cannot have more than {MAX_TAGS} tags associated with it.",
+                stream.name, broker.config.account_id
+            ))
+            .into());
+        }
+        s.tags.extend(tags);
+    }
+    broker.persist().await?;
+    Ok(())
+}
+
+async fn remove_tags(broker: &Broker, stream: &Stream, keys: &[String]) -> Result<(), ApiError> {
+    let _control = broker.control().await;
+    {
+        let mut s = stream.settings.lock();
+        for k in keys {
+            s.tags.remove(k);
+        }
+    }
+    broker.persist().await?;
+    Ok(())
+}
+
+/// AddTagsToStream input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AddTagsInput {
+    #[serde(flatten)]
+    stream: StreamRefInput,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+/// AddTagsToStream.
+pub async fn add_tags_to_stream(broker: Arc<Broker>, input: AddTagsInput) -> Result<(), ApiError> {
+    let mut v = Validator::new();
+    validate_tags(&mut v, input.tags.as_ref(), true, 200);
+    v.finish()?;
+    let StreamRefInput {
+        stream_name,
+        stream_arn,
+    } = &input.stream;
+    let mut v = Validator::new();
+    check_stream_ref(&mut v, stream_name.as_deref(), stream_arn.as_deref());
+    v.finish()?;
+    let stream = stream_ref(&broker, stream_name.as_deref(), stream_arn.as_deref())?;
+    add_tags(&broker, &stream, input.tags.unwrap_or_default()).await
+}
+
+/// RemoveTagsFromStream input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RemoveTagsInput {
+    #[serde(flatten)]
+    stream: StreamRefInput,
+    tag_keys: Option<Vec<String>>,
+}
+
+fn validate_keys(v: &mut Validator, path: &str, keys: Option<&[String]>) {
+    v.size(
+        path,
+        keys.map(<[_]>::len),
+        || format!("[{}]", keys.unwrap_or_default().join(", ")),
+        true,
+        1,
+        50,
+    );
+    if keys
+        .unwrap_or_default()
+        .iter()
+        .any(|k| k.is_empty() || k.chars().count() > 128)
+    {
+        v.fail(
+            &format!("'[{}]'", keys.unwrap_or_default().join(", ")),
+            path,
+            "Member must satisfy constraint: [Member must have length less than or equal to 128, Member must have length greater than or equal to 1]",
+        );
+    }
+}
+
+/// RemoveTagsFromStream.
+pub async fn remove_tags_from_stream(
+    broker: Arc<Broker>,
+    input: RemoveTagsInput,
+) -> Result<(), ApiError> {
+    let mut v = Validator::new();
+    validate_keys(&mut v, "tagKeys", input.tag_keys.as_deref());
+    let StreamRefInput {
+        stream_name,
+        stream_arn,
+    } = &input.stream;
+    check_stream_ref(&mut v, stream_name.as_deref(), stream_arn.as_deref());
+    v.finish()?;
+    let stream = stream_ref(&broker, stream_name.as_deref(), stream_arn.as_deref())?;
+    check_chars(input.tag_keys.iter().flatten().map(String::as_str))?;
+    remove_tags(
+        &broker,
+        &stream,
+        input.tag_keys.as_deref().unwrap_or_default(),
+    )
+    .await
+}
+
+/// A tag on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Tag {
+    key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+}
+
+/// ListTagsForStream input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagsInput {
+    #[serde(flatten)]
+    stream: StreamRefInput,
+    exclusive_start_tag_key: Option<String>,
+    limit: Option<i64>,
+}
+
+/// ListTagsForStream output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagsOutput {
+    tags: Vec<Tag>,
+    has_more_tags: bool,
+}
+
+/// ListTagsForStream.
+pub async fn list_tags_for_stream(
+    broker: Arc<Broker>,
+    input: ListTagsInput,
+) -> Result<ListTagsOutput, ApiError> {
+    let mut v = Validator::new();
+    v.int("limit", input.limit, false, 1, 50);
+    v.string(
+        "exclusiveStartTagKey",
+        input.exclusive_start_tag_key.as_deref(),
+        false,
+        None,
+        1,
+        128,
+    );
+    let StreamRefInput {
+        stream_name,
+        stream_arn,
+    } = &input.stream;
+    check_stream_ref(&mut v, stream_name.as_deref(), stream_arn.as_deref());
+    v.finish()?;
+    let stream = stream_ref(&broker, stream_name.as_deref(), stream_arn.as_deref())?;
+    let tags = stream.settings.lock().tags.clone();
+    let limit = input.limit.unwrap_or(50) as usize;
+    let after = input.exclusive_start_tag_key;
+    let mut it = tags
+        .into_iter()
+        .filter(|(k, _)| after.as_deref().is_none_or(|a| k.as_str() > a));
+    let page: Vec<Tag> = it
+        .by_ref()
+        .take(limit)
+        .map(|(key, value)| Tag {
+            key,
+            value: Some(value),
+        })
+        .collect();
+    Ok(ListTagsOutput {
+        tags: page,
+        has_more_tags: it.next().is_some(),
+    })
+}
+
+/// The stream (and consumer name, if any) a resource ARN names.
+fn resource(broker: &Broker, arn: &str) -> Result<(Arc<Stream>, Option<String>), ApiError> {
+    if let Some(c) = riffle_core::ConsumerArn::parse(arn) {
+        let stream = stream_ref(broker, None, Some(&c.stream.to_string()))?;
+        let known = stream
+            .settings
+            .lock()
+            .consumers
+            .iter()
+            .any(|x| x.name == c.consumer);
+        if !known {
+            return Err(Error::ConsumerNotFound {
+                consumer: arn.to_owned(),
+            }
+            .into());
+        }
+        return Ok((stream, Some(c.consumer)));
+    }
+    if riffle_core::StreamArn::parse(arn).is_none() {
+        return Err(ApiError::invalid_argument(format!(
+            "Invalid ResourceARN: {arn}"
+        )));
+    }
+    Ok((stream_ref(broker, None, Some(arn))?, None))
+}
+
+/// TagResource input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagResourceInput {
+    tags: Option<BTreeMap<String, String>>,
+    #[serde(rename = "ResourceARN")]
+    resource_arn: Option<String>,
+}
+
+/// TagResource.
+pub async fn tag_resource(broker: Arc<Broker>, input: TagResourceInput) -> Result<(), ApiError> {
+    let mut v = Validator::new();
+    validate_tags(&mut v, input.tags.as_ref(), true, 50);
+    v.string(
+        "resourceARN",
+        input.resource_arn.as_deref(),
+        true,
+        None,
+        1,
+        2048,
+    );
+    v.finish()?;
+    let (stream, consumer) = resource(&broker, input.resource_arn.as_deref().unwrap_or_default())?;
+    let tags = input.tags.unwrap_or_default();
+    match consumer {
+        None => add_tags(&broker, &stream, tags).await,
+        Some(name) => {
+            check_chars(tags.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]))?;
+            let _control = broker.control().await;
+            if let Some(c) = stream
+                .settings
+                .lock()
+                .consumers
+                .iter_mut()
+                .find(|c| c.name == name)
+            {
+                c.tags.extend(tags);
+            }
+            broker.persist().await?;
+            Ok(())
+        }
+    }
+}
+
+/// UntagResource input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UntagResourceInput {
+    tag_keys: Option<Vec<String>>,
+    #[serde(rename = "ResourceARN")]
+    resource_arn: Option<String>,
+}
+
+/// UntagResource.
+pub async fn untag_resource(
+    broker: Arc<Broker>,
+    input: UntagResourceInput,
+) -> Result<(), ApiError> {
+    let mut v = Validator::new();
+    validate_keys(&mut v, "tagKeys", input.tag_keys.as_deref());
+    v.string(
+        "resourceARN",
+        input.resource_arn.as_deref(),
+        true,
+        None,
+        1,
+        2048,
+    );
+    v.finish()?;
+    let (stream, consumer) = resource(&broker, input.resource_arn.as_deref().unwrap_or_default())?;
+    let keys = input.tag_keys.unwrap_or_default();
+    match consumer {
+        None => remove_tags(&broker, &stream, &keys).await,
+        Some(name) => {
+            let _control = broker.control().await;
+            if let Some(c) = stream
+                .settings
+                .lock()
+                .consumers
+                .iter_mut()
+                .find(|c| c.name == name)
+            {
+                for k in &keys {
+                    c.tags.remove(k);
+                }
+            }
+            broker.persist().await?;
+            Ok(())
+        }
+    }
+}
+
+/// ListTagsForResource input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagsForResourceInput {
+    #[serde(rename = "ResourceARN")]
+    resource_arn: Option<String>,
+}
+
+/// ListTagsForResource output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagsForResourceOutput {
+    tags: Vec<Tag>,
+}
+
+/// ListTagsForResource.
+pub async fn list_tags_for_resource(
+    broker: Arc<Broker>,
+    input: ListTagsForResourceInput,
+) -> Result<ListTagsForResourceOutput, ApiError> {
+    let mut v = Validator::new();
+    v.string(
+        "resourceARN",
+        input.resource_arn.as_deref(),
+        true,
+        None,
+        1,
+        2048,
+    );
+    v.finish()?;
+    let (stream, consumer) = resource(&broker, input.resource_arn.as_deref().unwrap_or_default())?;
+    let tags = {
+        let s = stream.settings.lock();
+        match consumer {
+            None => s.tags.clone(),
+            Some(n) => s
+                .consumers
+                .iter()
+                .find(|c| c.name == n)
+                .map(|c| c.tags.clone())
+                .unwrap_or_default(),
+        }
+    };
+    Ok(ListTagsForResourceOutput {
+        tags: tags
+            .into_iter()
+            .map(|(key, value)| Tag {
+                key,
+                value: Some(value),
+            })
+            .collect(),
+    })
+}

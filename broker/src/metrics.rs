@@ -1,0 +1,219 @@
+//! Prometheus metrics, served on the admin listener at `/metrics`.
+//!
+//! Families are registered once, here, with bounded label sets: `stream` and `shard` (one
+//! series per shard that exists), `operation` and `result` (fixed sets). Each shard keeps
+//! clones of its own counters so the hot path never hashes labels. The CloudWatch metric
+//! each one corresponds to is listed in `docs/metrics.md`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of a per-shard series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabels {
+    /// Stream name.
+    pub stream: String,
+    /// Shard id.
+    pub shard: String,
+}
+
+/// Labels of a per-operation request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The API operation, e.g. `PutRecords`.
+    pub operation: &'static str,
+    /// `success`, `throttled`, `client_error` or `server_error`.
+    pub result: &'static str,
+}
+
+/// Labels of a per-operation latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// The API operation.
+    pub operation: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~13 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 19))
+}
+
+/// Every metric family of the broker.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Records written, per shard (CloudWatch IncomingRecords).
+    pub incoming_records: Family<ShardLabels, Counter>,
+    /// Bytes written, data plus partition key, per shard (IncomingBytes).
+    pub incoming_bytes: Family<ShardLabels, Counter>,
+    /// Records returned by GetRecords, per shard (OutgoingRecords).
+    pub outgoing_records: Family<ShardLabels, Counter>,
+    /// Bytes returned by GetRecords, per shard (OutgoingBytes).
+    pub outgoing_bytes: Family<ShardLabels, Counter>,
+    /// Records rejected by the write limit (WriteProvisionedThroughputExceeded).
+    pub write_throttled: Family<ShardLabels, Counter>,
+    /// GetRecords calls rejected by the read limit (ReadProvisionedThroughputExceeded).
+    pub read_throttled: Family<ShardLabels, Counter>,
+    /// Milliseconds behind the tip in the last GetRecords answer (IteratorAgeMilliseconds).
+    pub iterator_age: Family<ShardLabels, Gauge>,
+    /// Bytes of the shard's log on disk.
+    pub storage_bytes: Family<ShardLabels, Gauge>,
+    /// Requests by operation and result (`<Operation>.Success`).
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency by operation (`<Operation>.Latency`).
+    pub latency: Family<OperationLabels, Histogram, fn() -> Histogram>,
+}
+
+/// A shard's own handles to its series.
+#[derive(Debug, Clone)]
+pub struct ShardMetrics {
+    /// See [`Metrics::incoming_records`].
+    pub incoming_records: Counter,
+    /// See [`Metrics::incoming_bytes`].
+    pub incoming_bytes: Counter,
+    /// See [`Metrics::outgoing_records`].
+    pub outgoing_records: Counter,
+    /// See [`Metrics::outgoing_bytes`].
+    pub outgoing_bytes: Counter,
+    /// See [`Metrics::write_throttled`].
+    pub write_throttled: Counter,
+    /// See [`Metrics::read_throttled`].
+    pub read_throttled: Counter,
+    /// See [`Metrics::iterator_age`].
+    pub iterator_age: Gauge,
+    /// See [`Metrics::storage_bytes`].
+    pub storage_bytes: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every family.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("riffle");
+        let m = Metrics {
+            registry: Registry::default(),
+            incoming_records: Family::default(),
+            incoming_bytes: Family::default(),
+            outgoing_records: Family::default(),
+            outgoing_bytes: Family::default(),
+            write_throttled: Family::default(),
+            read_throttled: Family::default(),
+            iterator_age: Family::default(),
+            storage_bytes: Family::default(),
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+        };
+        registry.register(
+            "incoming_records",
+            "Records written to the shard",
+            m.incoming_records.clone(),
+        );
+        registry.register(
+            "incoming_bytes",
+            "Bytes (data and partition key) written to the shard",
+            m.incoming_bytes.clone(),
+        );
+        registry.register(
+            "outgoing_records",
+            "Records returned by GetRecords",
+            m.outgoing_records.clone(),
+        );
+        registry.register(
+            "outgoing_bytes",
+            "Bytes returned by GetRecords",
+            m.outgoing_bytes.clone(),
+        );
+        registry.register(
+            "write_throttled_records",
+            "Records rejected by the shard write limit",
+            m.write_throttled.clone(),
+        );
+        registry.register(
+            "read_throttled_requests",
+            "GetRecords calls rejected by the shard read limit",
+            m.read_throttled.clone(),
+        );
+        registry.register(
+            "iterator_age_milliseconds",
+            "Milliseconds behind the tip in the shard's last GetRecords answer",
+            m.iterator_age.clone(),
+        );
+        registry.register(
+            "storage_bytes",
+            "Bytes of the shard's log on disk",
+            m.storage_bytes.clone(),
+        );
+        registry.register(
+            "requests",
+            "API requests by operation and result",
+            m.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "API request latency by operation",
+            m.latency.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The handles for one shard's series.
+    pub fn shard(&self, stream: &str, shard: &str) -> ShardMetrics {
+        let l = ShardLabels {
+            stream: stream.to_owned(),
+            shard: shard.to_owned(),
+        };
+        ShardMetrics {
+            incoming_records: self.incoming_records.get_or_create(&l).clone(),
+            incoming_bytes: self.incoming_bytes.get_or_create(&l).clone(),
+            outgoing_records: self.outgoing_records.get_or_create(&l).clone(),
+            outgoing_bytes: self.outgoing_bytes.get_or_create(&l).clone(),
+            write_throttled: self.write_throttled.get_or_create(&l).clone(),
+            read_throttled: self.read_throttled.get_or_create(&l).clone(),
+            iterator_age: self.iterator_age.get_or_create(&l).clone(),
+            storage_bytes: self.storage_bytes.get_or_create(&l).clone(),
+        }
+    }
+
+    /// Drops one shard's series (its stream was deleted or retention removed it).
+    pub fn remove_shard(&self, stream: &str, shard: &str) {
+        let l = ShardLabels {
+            stream: stream.to_owned(),
+            shard: shard.to_owned(),
+        };
+        self.incoming_records.remove(&l);
+        self.incoming_bytes.remove(&l);
+        self.outgoing_records.remove(&l);
+        self.outgoing_bytes.remove(&l);
+        self.write_throttled.remove(&l);
+        self.read_throttled.remove(&l);
+        self.iterator_age.remove(&l);
+        self.storage_bytes.remove(&l);
+    }
+
+    /// Records one finished request.
+    pub fn observe_request(&self, operation: &'static str, result: &'static str, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels { operation, result })
+            .inc();
+        self.latency
+            .get_or_create(&OperationLabels { operation })
+            .observe(seconds);
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
