@@ -27,7 +27,7 @@ use crate::config::{Config, ShardLimits};
 use crate::error::{Error, Result};
 use crate::iterator::IteratorCodec;
 use crate::metrics::Metrics;
-use crate::shard::{Shard, ShardSpec};
+use crate::shard::{Shard, ShardSpec, WriterOptions};
 use crate::storage::log::LogOptions;
 use crate::storage::meta::MetaFile;
 use crate::storage::Log;
@@ -388,17 +388,14 @@ impl Broker {
             .await
             .map_err(io::Error::other)??;
         let metrics = self.metrics.shard(&stream.name, &spec.id.to_string());
-        Ok(Shard::start(
-            spec,
-            log,
-            writer,
-            stream.limits,
-            self.config.storage.fsync,
-            self.config.storage.write_queue,
-            self.config.storage.max_batch_bytes,
-            self.clock.clone(),
-            metrics,
-        ))
+        let opts = WriterOptions {
+            limits: stream.limits,
+            fsync: self.config.storage.fsync,
+            queue: self.config.storage.write_queue,
+            max_batch_bytes: self.config.storage.max_batch_bytes,
+            clock: self.clock.clone(),
+        };
+        Ok(Shard::start(spec, log, writer, opts, metrics))
     }
 
     /// Where a shard is served. Every lookup of shard ownership goes through here.

@@ -64,6 +64,21 @@ pub struct Shard {
     pub metrics: ShardMetrics,
 }
 
+/// How a shard's writer and limits run.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Per-shard throughput limits.
+    pub limits: ShardLimits,
+    /// When appends are fsynced.
+    pub fsync: FsyncPolicy,
+    /// Appends queued before producers wait.
+    pub queue: usize,
+    /// Largest group-commit batch.
+    pub max_batch_bytes: usize,
+    /// The wall clock for arrival times.
+    pub clock: Clock,
+}
+
 /// How a shard is set up.
 #[derive(Debug, Clone)]
 pub struct ShardSpec {
@@ -87,13 +102,16 @@ impl Shard {
         spec: ShardSpec,
         log: Arc<Log>,
         writer: LogWriter,
-        limits: ShardLimits,
-        fsync: FsyncPolicy,
-        queue: usize,
-        max_batch_bytes: usize,
-        clock: Clock,
+        opts: WriterOptions,
         metrics: ShardMetrics,
     ) -> Arc<Shard> {
+        let WriterOptions {
+            limits,
+            fsync,
+            queue,
+            max_batch_bytes,
+            clock,
+        } = opts;
         let (tx, rx) = mpsc::channel(queue);
         if spec.closed.is_none() {
             tokio::spawn(run_writer(writer, rx, fsync, max_batch_bytes, clock));

@@ -36,6 +36,9 @@ pub fn java_len(s: &str) -> usize {
     s.encode_utf16().count()
 }
 
+/// A regular-expression constraint: the pattern as AWS prints it, and its check.
+pub type Pattern<'a> = (&'a str, fn(&str) -> bool);
+
 /// Collects constraint failures.
 #[derive(Debug, Default)]
 pub struct Validator {
@@ -69,7 +72,7 @@ impl Validator {
         path: &str,
         v: Option<&str>,
         required: bool,
-        pattern: Option<(&str, fn(&str) -> bool)>,
+        pattern: Option<Pattern<'_>>,
         min: usize,
         max: usize,
     ) {

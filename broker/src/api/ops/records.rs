@@ -16,6 +16,12 @@ use crate::error::Error;
 use crate::iterator::{ShardIterator, ITERATOR_TTL_MS};
 use crate::shard::Shard;
 
+/// The outcome of a queued append.
+type Pending = tokio::sync::oneshot::Receiver<std::io::Result<crate::shard::Appended>>;
+
+/// One shard's share of a PutRecords: the shard, the request indexes, the records.
+type ShardGroup = (Arc<Shard>, Vec<usize>, Vec<(Bytes, Bytes)>);
+
 /// Largest GetRecords answer, bytes.
 const MAX_GET_BYTES: usize = 10 * 1024 * 1024;
 /// Largest record data the model allows (the per-stream limit is checked after lookup).
@@ -291,17 +297,12 @@ pub async fn put_records(
     let n = prepared.len();
     let mut results: Vec<PutRecordsResultEntry> = Vec::with_capacity(n);
     // Route, admit and queue under the shard-map read lock, then wait for durability.
-    let mut groups: Vec<(
-        Arc<Shard>,
-        Vec<usize>,
-        tokio::sync::oneshot::Receiver<std::io::Result<crate::shard::Appended>>,
-    )> = Vec::new();
+    let mut groups: Vec<(Arc<Shard>, Vec<usize>, usize, Pending)> = Vec::new();
     {
         let map = stream.shards.read().await;
-        let mut by_shard: HashMap<u32, (Arc<Shard>, Vec<usize>, Vec<(Bytes, Bytes)>)> =
-            HashMap::new();
+        let mut by_shard: HashMap<u32, ShardGroup> = HashMap::new();
         for (i, (key, pk, data)) in prepared.into_iter().enumerate() {
-            let shard = route(&map, key);
+            let shard = map.route(key);
             if shard.admit_write(pk.len() + data.len()) {
                 by_shard
                     .entry(shard.id.index())
@@ -332,14 +333,14 @@ pub async fn put_records(
         for (_, (shard, idx, recs)) in by_shard {
             let bytes: usize = recs.iter().map(|(k, d)| k.len() + d.len()).sum();
             let pending = shard.append(recs).await;
-            shard.metrics.incoming_bytes.inc_by(bytes as u64);
-            groups.push((shard, idx, pending));
+            groups.push((shard, idx, bytes, pending));
         }
     }
-    for (shard, idx, pending) in groups {
+    for (shard, idx, bytes, pending) in groups {
         match pending.await {
             Ok(Ok(appended)) => {
                 shard.metrics.incoming_records.inc_by(idx.len() as u64);
+                shard.metrics.incoming_bytes.inc_by(bytes as u64);
                 for (k, i) in idx.into_iter().enumerate() {
                     results[i].shard_id = Some(shard.id.to_string());
                     results[i].sequence_number =
@@ -360,10 +361,6 @@ pub async fn put_records(
         records: results,
         encryption_type: encryption(&stream),
     })
-}
-
-fn route(map: &ShardMap, key: HashKey) -> &Arc<Shard> {
-    map.route(key)
 }
 
 /// GetShardIterator input.
