@@ -150,14 +150,14 @@ impl Shard {
 
     /// The first sequence number the shard can hold.
     pub fn starting_sequence_number(&self) -> SequenceNumber {
-        SequenceNumber::new(self.id, 0)
+        SequenceNumber::shard_start(self.id)
     }
 
     /// The sequence number of the shard's last record once closed (its starting sequence
     /// number if it closed empty).
     pub fn ending_sequence_number(&self) -> Option<SequenceNumber> {
         self.closed()
-            .map(|(end, _)| SequenceNumber::new(self.id, end.saturating_sub(1)))
+            .map(|(end, _)| SequenceNumber::before(self.id, end))
     }
 
     /// Takes write budget for one record of `bytes`; false if the shard is over its limit.

@@ -4,10 +4,15 @@
 //! derives each one from the shard's index and the record's position in the shard's log:
 //!
 //! ```text
-//! sequence number = 2·10^38 + shard_index · 2^64 + position
+//! sequence number = 2·10^38 + shard_index · 2^64 + offset
 //! ```
 //!
-//! so every sequence number has exactly 39 digits and starts with `2`. That gives:
+//! where `offset` is the record's log position plus one; offset 0 is the shard's starting
+//! sequence number, which stands *before* its first record. So "read after X" works for
+//! every X a client can hold, including a shard's starting sequence number and a
+//! `ContinuationSequenceNumber` handed out before any record arrived.
+//!
+//! Every sequence number has exactly 39 digits and starts with `2`. That gives:
 //! - strictly increasing within a shard (positions are), and unique within a stream
 //!   (shard indexes are);
 //! - children (which take higher shard indexes) sort after their parents;
@@ -39,8 +44,26 @@ pub enum SequenceNumberError {
 
 impl SequenceNumber {
     /// The sequence number of the record at `position` in the log of shard `shard`.
+    ///
+    /// # Panics
+    /// If `position` is `u64::MAX` (no log gets there).
     pub fn new(shard: ShardId, position: u64) -> SequenceNumber {
+        SequenceNumber::before(
+            shard,
+            position.checked_add(1).expect("position below u64::MAX"),
+        )
+    }
+
+    /// The sequence number that stands just before the record at `position`: the previous
+    /// record's, or the shard's starting sequence number when `position` is 0. Reading
+    /// `AFTER_SEQUENCE_NUMBER` it resumes exactly at `position`.
+    pub fn before(shard: ShardId, position: u64) -> SequenceNumber {
         SequenceNumber(BASE + (u128::from(shard.index()) << 64) + u128::from(position))
+    }
+
+    /// The shard's starting sequence number (before its first record).
+    pub fn shard_start(shard: ShardId) -> SequenceNumber {
+        SequenceNumber::before(shard, 0)
     }
 
     /// The shard this sequence number belongs to.
@@ -48,9 +71,23 @@ impl SequenceNumber {
         ShardId(((self.0 - BASE) >> 64) as u32)
     }
 
-    /// The log position this sequence number stands for.
-    pub fn position(self) -> u64 {
+    fn offset(self) -> u64 {
         (self.0 - BASE) as u64
+    }
+
+    /// The record position this sequence number names, `None` for a shard's start.
+    pub fn position(self) -> Option<u64> {
+        self.offset().checked_sub(1)
+    }
+
+    /// Where `AT_SEQUENCE_NUMBER` starts reading.
+    pub fn at_position(self) -> u64 {
+        self.offset().saturating_sub(1)
+    }
+
+    /// Where `AFTER_SEQUENCE_NUMBER` starts reading.
+    pub fn after_position(self) -> u64 {
+        self.offset()
     }
 
     /// Whether `s` has the shape of a Kinesis sequence number at all.
@@ -90,9 +127,23 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn start_stands_before_the_first_record() {
+        let start = SequenceNumber::shard_start(ShardId(3));
+        let first = SequenceNumber::new(ShardId(3), 0);
+        assert!(start < first);
+        assert_eq!(start.position(), None);
+        assert_eq!(start.after_position(), 0);
+        assert_eq!(start.at_position(), 0);
+        assert_eq!(first.position(), Some(0));
+        assert_eq!(first.after_position(), 1);
+        assert_eq!(first.at_position(), 0);
+        assert_eq!(SequenceNumber::before(ShardId(3), 1), first);
+    }
+
+    #[test]
     fn has_39_digits() {
-        let first = SequenceNumber::new(ShardId(0), 0).to_string();
-        let last = SequenceNumber::new(ShardId(MAX_SHARD_INDEX), u64::MAX).to_string();
+        let first = SequenceNumber::shard_start(ShardId(0)).to_string();
+        let last = SequenceNumber::new(ShardId(MAX_SHARD_INDEX), u64::MAX - 1).to_string();
         assert_eq!(first.len(), 39);
         assert_eq!(last.len(), 39);
         assert!(first.starts_with('2') && last.starts_with('2'));
@@ -125,17 +176,19 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trips(shard in 0..=MAX_SHARD_INDEX, pos in any::<u64>()) {
+        fn round_trips(shard in 0..=MAX_SHARD_INDEX, pos in 0..u64::MAX) {
             let seq = SequenceNumber::new(ShardId(shard), pos);
             let parsed: SequenceNumber = seq.to_string().parse().unwrap();
             prop_assert_eq!(parsed, seq);
             prop_assert_eq!(parsed.shard(), ShardId(shard));
-            prop_assert_eq!(parsed.position(), pos);
+            prop_assert_eq!(parsed.position(), Some(pos));
+            prop_assert_eq!(parsed.at_position(), pos);
+            prop_assert_eq!(parsed.after_position(), pos + 1);
         }
 
         /// Order by (shard, position) equals order as big integers and as strings.
         #[test]
-        fn ordering_matches_positions(a in (0..=MAX_SHARD_INDEX, any::<u64>()), b in (0..=MAX_SHARD_INDEX, any::<u64>())) {
+        fn ordering_matches_positions(a in (0..=MAX_SHARD_INDEX, 0..u64::MAX), b in (0..=MAX_SHARD_INDEX, 0..u64::MAX)) {
             let sa = SequenceNumber::new(ShardId(a.0), a.1);
             let sb = SequenceNumber::new(ShardId(b.0), b.1);
             prop_assert_eq!(a.cmp(&b), sa.cmp(&sb));

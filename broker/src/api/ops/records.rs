@@ -505,7 +505,11 @@ pub async fn get_shard_iterator(
                     parsed.shard()
                 )));
             }
-            let p = parsed.position() + u64::from(kind == "AFTER_SEQUENCE_NUMBER");
+            let p = if kind == "AFTER_SEQUENCE_NUMBER" {
+                parsed.after_position()
+            } else {
+                parsed.at_position()
+            };
             p.min(shard.closed().map_or(u64::MAX, |(end, _)| end))
         }
     };
