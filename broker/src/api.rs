@@ -27,8 +27,17 @@ use validate::Validator;
 /// The target prefix of every Kinesis operation.
 pub const TARGET_PREFIX: &str = "Kinesis_20131202.";
 
+/// What an operation answers with.
+#[derive(Debug)]
+pub enum Reply {
+    /// A complete JSON body (empty for operations without output).
+    Body(Vec<u8>),
+    /// An event stream: each item is one encoded event-stream frame.
+    Stream(tokio::sync::mpsc::Receiver<bytes::Bytes>),
+}
+
 macro_rules! operations {
-    ($($name:ident => $handler:path),* $(,)?) => {
+    ($($name:ident => $runner:ident $handler:path),* $(,)?) => {
         /// Every operation the broker serves.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Operation {
@@ -59,53 +68,54 @@ macro_rules! operations {
         }
 
         /// Decodes `body`, runs the operation and encodes its output as JSON.
-        pub async fn dispatch(broker: &Arc<Broker>, op: Operation, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+        pub async fn dispatch(broker: &Arc<Broker>, op: Operation, body: &[u8]) -> Result<Reply, ApiError> {
             match op {
-                $(Operation::$name => run(broker, body, $handler).await,)*
+                $(Operation::$name => $runner(broker, body, $handler).await,)*
             }
         }
     };
 }
 
 operations! {
-    CreateStream => ops::streams::create_stream,
-    DeleteStream => ops::streams::delete_stream,
-    DescribeStream => ops::streams::describe_stream,
-    DescribeStreamSummary => ops::streams::describe_stream_summary,
-    ListStreams => ops::streams::list_streams,
-    ListShards => ops::streams::list_shards,
-    IncreaseStreamRetentionPeriod => ops::streams::increase_retention,
-    DecreaseStreamRetentionPeriod => ops::streams::decrease_retention,
-    EnableEnhancedMonitoring => ops::streams::enable_monitoring,
-    DisableEnhancedMonitoring => ops::streams::disable_monitoring,
-    StartStreamEncryption => ops::streams::start_encryption,
-    StopStreamEncryption => ops::streams::stop_encryption,
-    UpdateStreamMode => ops::streams::update_stream_mode,
-    UpdateMaxRecordSize => ops::streams::update_max_record_size,
-    UpdateStreamWarmThroughput => ops::streams::update_warm_throughput,
-    DescribeLimits => ops::account::describe_limits,
-    DescribeAccountSettings => ops::account::describe_account_settings,
-    UpdateAccountSettings => ops::account::update_account_settings,
-    AddTagsToStream => ops::tags::add_tags_to_stream,
-    RemoveTagsFromStream => ops::tags::remove_tags_from_stream,
-    ListTagsForStream => ops::tags::list_tags_for_stream,
-    TagResource => ops::tags::tag_resource,
-    UntagResource => ops::tags::untag_resource,
-    ListTagsForResource => ops::tags::list_tags_for_resource,
-    PutRecord => ops::records::put_record,
-    PutRecords => ops::records::put_records,
-    GetShardIterator => ops::records::get_shard_iterator,
-    GetRecords => ops::records::get_records,
-    SplitShard => ops::reshard::split_shard,
-    MergeShards => ops::reshard::merge_shards,
-    UpdateShardCount => ops::reshard::update_shard_count,
+    CreateStream => run ops::streams::create_stream,
+    DeleteStream => run ops::streams::delete_stream,
+    DescribeStream => run ops::streams::describe_stream,
+    DescribeStreamSummary => run ops::streams::describe_stream_summary,
+    ListStreams => run ops::streams::list_streams,
+    ListShards => run ops::streams::list_shards,
+    IncreaseStreamRetentionPeriod => run ops::streams::increase_retention,
+    DecreaseStreamRetentionPeriod => run ops::streams::decrease_retention,
+    EnableEnhancedMonitoring => run ops::streams::enable_monitoring,
+    DisableEnhancedMonitoring => run ops::streams::disable_monitoring,
+    StartStreamEncryption => run ops::streams::start_encryption,
+    StopStreamEncryption => run ops::streams::stop_encryption,
+    UpdateStreamMode => run ops::streams::update_stream_mode,
+    UpdateMaxRecordSize => run ops::streams::update_max_record_size,
+    UpdateStreamWarmThroughput => run ops::streams::update_warm_throughput,
+    DescribeLimits => run ops::account::describe_limits,
+    DescribeAccountSettings => run ops::account::describe_account_settings,
+    UpdateAccountSettings => run ops::account::update_account_settings,
+    AddTagsToStream => run ops::tags::add_tags_to_stream,
+    RemoveTagsFromStream => run ops::tags::remove_tags_from_stream,
+    ListTagsForStream => run ops::tags::list_tags_for_stream,
+    TagResource => run ops::tags::tag_resource,
+    UntagResource => run ops::tags::untag_resource,
+    ListTagsForResource => run ops::tags::list_tags_for_resource,
+    PutRecord => run ops::records::put_record,
+    PutRecords => run ops::records::put_records,
+    GetShardIterator => run ops::records::get_shard_iterator,
+    GetRecords => run ops::records::get_records,
+    SplitShard => run ops::reshard::split_shard,
+    MergeShards => run ops::reshard::merge_shards,
+    UpdateShardCount => run ops::reshard::update_shard_count,
+    RegisterStreamConsumer => run ops::consumers::register,
+    DescribeStreamConsumer => run ops::consumers::describe,
+    ListStreamConsumers => run ops::consumers::list,
+    DeregisterStreamConsumer => run ops::consumers::deregister,
+    SubscribeToShard => run_stream ops::subscribe::subscribe,
 }
 
-async fn run<I, O, F, Fut>(
-    broker: &Arc<Broker>,
-    body: &[u8],
-    handler: F,
-) -> Result<Vec<u8>, ApiError>
+async fn run<I, O, F, Fut>(broker: &Arc<Broker>, body: &[u8], handler: F) -> Result<Reply, ApiError>
 where
     I: DeserializeOwned,
     O: Serialize,
@@ -117,7 +127,25 @@ where
     let bytes = serde_json::to_vec(&output)
         .map_err(|e| ApiError::Domain(Error::Storage(std::io::Error::other(e))))?;
     // Operations without output answer with an empty body, as AWS does.
-    Ok(if bytes == b"null" { Vec::new() } else { bytes })
+    Ok(Reply::Body(if bytes == b"null" {
+        Vec::new()
+    } else {
+        bytes
+    }))
+}
+
+async fn run_stream<I, F, Fut>(
+    broker: &Arc<Broker>,
+    body: &[u8],
+    handler: F,
+) -> Result<Reply, ApiError>
+where
+    I: DeserializeOwned,
+    F: FnOnce(Arc<Broker>, I) -> Fut,
+    Fut: Future<Output = Result<tokio::sync::mpsc::Receiver<bytes::Bytes>, ApiError>>,
+{
+    let input: I = wire::decode_json(body)?;
+    Ok(Reply::Stream(handler(broker.clone(), input).await?))
 }
 
 /// Finds the stream a request names by `StreamName` or `StreamARN`, validating both in

@@ -9,7 +9,7 @@
 //! Shard ownership is looked up in one place, [`Broker::locate`]: today every shard is
 //! local; a multi-broker placement replaces that function.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -249,6 +249,20 @@ pub struct Broker {
     /// Cancelled on shutdown.
     pub cancel: CancellationToken,
     tasks: TaskTracker,
+    /// Active SubscribeToShard calls by (consumer ARN, shard index): start and stop handle.
+    subscriptions: Mutex<HashMap<(String, u32), Subscription>>,
+    next_subscription: AtomicU64,
+}
+
+/// An active SubscribeToShard call, as the registry sees it.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// Unique id of this subscription.
+    pub id: u64,
+    /// When it started.
+    pub started: tokio::time::Instant,
+    /// Cancelled to end it (take-over, deregistration, shutdown).
+    pub stop: CancellationToken,
 }
 
 impl Broker {
@@ -284,6 +298,8 @@ impl Broker {
             account: Mutex::new(doc.as_ref().map(|d| d.account.clone()).unwrap_or_default()),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            subscriptions: Mutex::new(HashMap::new()),
+            next_subscription: AtomicU64::new(1),
             clock,
             config,
         });
@@ -497,6 +513,81 @@ impl Broker {
                 tracing::error!(error = %e, stream = %stream.name, "persisting metadata failed");
             }
         });
+    }
+
+    /// Moves a consumer CREATING → ACTIVE, or removes a DELETING one, after the status delay.
+    pub fn finish_consumer(self: &Arc<Self>, stream: &Arc<Stream>, name: &str, delete: bool) {
+        let broker = self.clone();
+        let stream = stream.clone();
+        let name = name.to_owned();
+        let delay = self.config.streams.status_delay;
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = broker.cancel.cancelled() => return,
+            }
+            let _guard = broker.control.lock().await;
+            {
+                let mut s = stream.settings.lock();
+                if delete {
+                    s.consumers
+                        .retain(|c| !(c.name == name && c.status == "DELETING"));
+                } else if let Some(c) = s
+                    .consumers
+                    .iter_mut()
+                    .find(|c| c.name == name && c.status == "CREATING")
+                {
+                    c.status = "ACTIVE".into();
+                }
+            }
+            if let Err(e) = broker.persist().await {
+                tracing::error!(error = %e, "persisting metadata failed");
+            }
+        });
+    }
+
+    /// Claims the (consumer, shard) subscription slot. Refused (`None`) if another
+    /// subscription started less than `takeover_after` ago; an older one is ended.
+    pub fn claim_subscription(
+        &self,
+        consumer_arn: &str,
+        shard: ShardId,
+        takeover_after: std::time::Duration,
+    ) -> Option<Subscription> {
+        let mut subs = self.subscriptions.lock();
+        let key = (consumer_arn.to_owned(), shard.index());
+        if let Some(old) = subs.get(&key) {
+            if !old.stop.is_cancelled() && old.started.elapsed() < takeover_after {
+                return None;
+            }
+            old.stop.cancel();
+        }
+        let sub = Subscription {
+            id: self.next_subscription.fetch_add(1, Ordering::Relaxed),
+            started: tokio::time::Instant::now(),
+            stop: self.cancel.child_token(),
+        };
+        subs.insert(key, sub.clone());
+        Some(sub)
+    }
+
+    /// Frees the slot if subscription `id` still holds it.
+    pub fn release_subscription(&self, consumer_arn: &str, shard: ShardId, id: u64) {
+        let mut subs = self.subscriptions.lock();
+        let key = (consumer_arn.to_owned(), shard.index());
+        if subs.get(&key).is_some_and(|s| s.id == id) {
+            subs.remove(&key);
+        }
+    }
+
+    /// Ends every subscription of a consumer (it is being deregistered).
+    pub fn end_subscriptions(&self, consumer_arn: &str) {
+        let subs = self.subscriptions.lock();
+        for ((arn, _), sub) in subs.iter() {
+            if arn == consumer_arn {
+                sub.stop.cancel();
+            }
+        }
     }
 
     /// Marks a stream DELETING and removes it after the status delay.

@@ -54,6 +54,12 @@ pub struct StreamsConfig {
     pub on_demand_shards: u32,
     /// Streams allowed in ON_DEMAND mode at once.
     pub on_demand_stream_limit: u32,
+    /// How long one SubscribeToShard call streams before the client must resubscribe.
+    #[serde(with = "humantime_serde")]
+    pub subscription_lifetime: Duration,
+    /// An idle subscription still sends an (empty) event this often.
+    #[serde(with = "humantime_serde")]
+    pub subscription_heartbeat: Duration,
 }
 
 /// When appended records are fsynced.
@@ -256,6 +262,8 @@ impl Default for StreamsConfig {
             max_consumers_per_stream: 20,
             on_demand_shards: 4,
             on_demand_stream_limit: 50,
+            subscription_lifetime: Duration::from_secs(300),
+            subscription_heartbeat: Duration::from_secs(5),
         }
     }
 }

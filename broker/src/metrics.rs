@@ -21,6 +21,17 @@ pub struct ShardLabels {
     pub shard: String,
 }
 
+/// Labels of a per-consumer, per-shard series (enhanced fan-out).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabels {
+    /// Stream name.
+    pub stream: String,
+    /// Registered consumer name.
+    pub consumer: String,
+    /// Shard id.
+    pub shard: String,
+}
+
 /// Labels of a per-operation request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -66,6 +77,35 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Request latency by operation (`<Operation>.Latency`).
     pub latency: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    /// SubscribeToShard events sent (`SubscribeToShardEvent.Success`).
+    pub sub_events: Family<ConsumerLabels, Counter>,
+    /// Records pushed to a consumer (`SubscribeToShardEvent.Records`).
+    pub sub_records: Family<ConsumerLabels, Counter>,
+    /// Bytes pushed to a consumer (`SubscribeToShardEvent.Bytes`).
+    pub sub_bytes: Family<ConsumerLabels, Counter>,
+    /// Subscriptions started (`SubscribeToShard.Success`).
+    pub subscriptions: Family<ConsumerLabels, Counter>,
+    /// Subscriptions refused within 5 s of another (`SubscribeToShard.RateExceeded`).
+    pub sub_rate_exceeded: Family<ConsumerLabels, Counter>,
+    /// Seconds from a record's arrival to its push (no CloudWatch equivalent).
+    pub sub_propagation: Family<ConsumerLabels, Histogram, fn() -> Histogram>,
+}
+
+/// One consumer's handles on one shard.
+#[derive(Debug, Clone)]
+pub struct ConsumerMetrics {
+    /// See [`Metrics::sub_events`].
+    pub events: Counter,
+    /// See [`Metrics::sub_records`].
+    pub records: Counter,
+    /// See [`Metrics::sub_bytes`].
+    pub bytes: Counter,
+    /// See [`Metrics::subscriptions`].
+    pub subscriptions: Counter,
+    /// See [`Metrics::sub_rate_exceeded`].
+    pub rate_exceeded: Counter,
+    /// See [`Metrics::sub_propagation`].
+    pub propagation: Histogram,
 }
 
 /// A shard's own handles to its series.
@@ -111,6 +151,12 @@ impl Metrics {
             storage_bytes: Family::default(),
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
+            sub_events: Family::default(),
+            sub_records: Family::default(),
+            sub_bytes: Family::default(),
+            subscriptions: Family::default(),
+            sub_rate_exceeded: Family::default(),
+            sub_propagation: Family::new_with_constructor(latency_histogram),
         };
         registry.register(
             "incoming_records",
@@ -162,7 +208,54 @@ impl Metrics {
             "API request latency by operation",
             m.latency.clone(),
         );
+        registry.register(
+            "subscribe_events",
+            "SubscribeToShard events sent",
+            m.sub_events.clone(),
+        );
+        registry.register(
+            "subscribe_records",
+            "Records pushed by SubscribeToShard",
+            m.sub_records.clone(),
+        );
+        registry.register(
+            "subscribe_bytes",
+            "Bytes pushed by SubscribeToShard",
+            m.sub_bytes.clone(),
+        );
+        registry.register(
+            "subscriptions",
+            "SubscribeToShard subscriptions started",
+            m.subscriptions.clone(),
+        );
+        registry.register(
+            "subscribe_rate_exceeded",
+            "SubscribeToShard calls refused within 5 s of another",
+            m.sub_rate_exceeded.clone(),
+        );
+        registry.register(
+            "subscribe_propagation_seconds",
+            "Seconds from a record's arrival to its push to a consumer",
+            m.sub_propagation.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// The handles for one consumer on one shard.
+    pub fn consumer(&self, stream: &str, consumer: &str, shard: &str) -> ConsumerMetrics {
+        let l = ConsumerLabels {
+            stream: stream.to_owned(),
+            consumer: consumer.to_owned(),
+            shard: shard.to_owned(),
+        };
+        ConsumerMetrics {
+            events: self.sub_events.get_or_create(&l).clone(),
+            records: self.sub_records.get_or_create(&l).clone(),
+            bytes: self.sub_bytes.get_or_create(&l).clone(),
+            subscriptions: self.subscriptions.get_or_create(&l).clone(),
+            rate_exceeded: self.sub_rate_exceeded.get_or_create(&l).clone(),
+            propagation: self.sub_propagation.get_or_create(&l).clone(),
+        }
     }
 
     /// The handles for one shard's series.

@@ -31,8 +31,29 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::error::ApiError;
-use crate::api::{self, Operation};
+use crate::api::{self, Operation, Reply};
 use crate::broker::Broker;
+
+/// A response body: complete, or an event stream fed by a subscription task.
+pub type Body = http_body_util::Either<Full<Bytes>, ChannelBody>;
+
+/// A streaming body whose frames arrive on a channel; it ends when the sender is dropped.
+#[derive(Debug)]
+pub struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|frame| frame.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
 
 /// Largest request body accepted (a 10 MiB record, base64-encoded, with room for keys).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -98,8 +119,22 @@ fn respond(
     content_type: Option<&str>,
     body: Vec<u8>,
     rid: &str,
-) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+) -> Response<Body> {
+    with_body(
+        status,
+        content_type,
+        Body::Left(Full::new(Bytes::from(body))),
+        rid,
+    )
+}
+
+fn with_body(
+    status: StatusCode,
+    content_type: Option<&str>,
+    body: Body,
+    rid: &str,
+) -> Response<Body> {
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
     if let Some(ct) = content_type {
@@ -115,7 +150,7 @@ fn respond(
     r
 }
 
-fn error_response(err: &ApiError, account: &str, rid: &str) -> Response<Full<Bytes>> {
+fn error_response(err: &ApiError, account: &str, rid: &str) -> Response<Body> {
     let r = err.render(account);
     let mut body = serde_json::Map::new();
     body.insert("__type".into(), r.kind.into());
@@ -143,10 +178,7 @@ fn result_label(err: &ApiError, status: StatusCode) -> &'static str {
 }
 
 /// Serves one API request.
-pub async fn handle(
-    app: Arc<App>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let rid = request_id();
     let account = app.broker.config.account_id.clone();
     if req.method() != Method::POST {
@@ -214,11 +246,22 @@ pub async fn handle(
     };
     let elapsed = started.elapsed().as_secs_f64();
     let resp = match result {
-        Ok(bytes) => {
+        Ok(Reply::Body(bytes)) => {
             app.broker
                 .metrics
                 .observe_request(op.name(), "success", elapsed);
             respond(StatusCode::OK, Some(JSON), bytes, &rid)
+        }
+        Ok(Reply::Stream(frames)) => {
+            app.broker
+                .metrics
+                .observe_request(op.name(), "success", elapsed);
+            with_body(
+                StatusCode::OK,
+                Some("application/vnd.amazon.eventstream"),
+                Body::Right(ChannelBody(frames)),
+                &rid,
+            )
         }
         Err(e) => {
             let resp = error_response(&e, &account, &rid);
@@ -235,7 +278,7 @@ pub async fn handle(
 pub async fn handle_admin(
     app: Arc<App>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Body>, Infallible> {
     let rid = request_id();
     let text = |status, body: &str| {
         respond(
@@ -299,7 +342,7 @@ pub async fn handle_admin(
 pub async fn serve<F, Fut>(listener: TcpListener, app: Arc<App>, stop: CancellationToken, svc: F)
 where
     F: Fn(Arc<App>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());

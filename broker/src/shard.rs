@@ -211,8 +211,8 @@ impl Shard {
             self.log.end_position()
         };
         if let Some(at) = close_at {
-            let mut closed = self.closed.lock();
-            closed.get_or_insert((end, at));
+            self.closed.lock().get_or_insert((end, at));
+            self.log.wake();
         }
         end
     }

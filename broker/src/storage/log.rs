@@ -384,6 +384,11 @@ impl Log {
         self.disk_bytes.load(Ordering::Relaxed)
     }
 
+    /// Wakes every watcher without new data (the shard was closed).
+    pub fn wake(&self) {
+        self.notify.send_modify(|_| {});
+    }
+
     /// A receiver that sees every new committed end position.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.notify.subscribe()

@@ -77,7 +77,7 @@ fn hash_key(explicit: Option<&str>, partition_key: &str) -> Result<HashKey, ApiE
     }
 }
 
-fn encryption(stream: &Stream) -> Option<&'static str> {
+pub(crate) fn encryption(stream: &Stream) -> Option<&'static str> {
     stream.settings.lock().kms_key_id.as_ref().map(|_| "KMS")
 }
 
@@ -428,7 +428,6 @@ pub async fn get_shard_iterator(
         input.stream_arn.as_deref(),
     );
     v.finish()?;
-    let account = &broker.config.account_id;
     let raw = input.shard_id.unwrap_or_default();
     let stream_label = input
         .stream_name
@@ -457,7 +456,41 @@ pub async fn get_shard_iterator(
         }
     };
     let kind = input.shard_iterator_type.unwrap_or_default();
-    let seq = input.starting_sequence_number;
+    let now = broker.clock.now_ms();
+    let position = start_position(
+        &broker,
+        &stream,
+        &shard,
+        &kind,
+        input.starting_sequence_number,
+        input.timestamp,
+        "GetShardIterator",
+    )
+    .await?;
+    let it = ShardIterator {
+        issued_ms: now,
+        stream_created_ms: stream.created_ms,
+        stream: stream.name.clone(),
+        shard: shard_id.index(),
+        position,
+    };
+    Ok(GetShardIteratorOutput {
+        shard_iterator: broker.iterators.encode(&it),
+    })
+}
+
+/// Where reading starts for an iterator type (GetShardIterator and SubscribeToShard agree).
+pub async fn start_position(
+    broker: &Broker,
+    stream: &Stream,
+    shard: &Shard,
+    kind: &str,
+    seq: Option<String>,
+    timestamp: Option<f64>,
+    operation: &str,
+) -> Result<u64, ApiError> {
+    let account = &broker.config.account_id;
+    let shard_id = shard.id;
     let needs_seq = kind == "AT_SEQUENCE_NUMBER" || kind == "AFTER_SEQUENCE_NUMBER";
     if needs_seq != seq.is_some() && kind != "AT_TIMESTAMP" {
         let also = if needs_seq {
@@ -470,11 +503,11 @@ pub async fn get_shard_iterator(
         )));
     }
     let now = broker.clock.now_ms();
-    let position = match kind.as_str() {
+    Ok(match kind {
         "TRIM_HORIZON" => shard.log.start_position(),
         "LATEST" => shard.log.end_position(),
         "AT_TIMESTAMP" => {
-            let Some(ts) = input.timestamp else {
+            let Some(ts) = timestamp else {
                 return Err(ApiError::invalid_argument(
                     "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.",
                 ));
@@ -495,7 +528,7 @@ pub async fn get_shard_iterator(
             let seq_str = seq.unwrap_or_default();
             let parsed: SequenceNumber = seq_str.parse().map_err(|_| {
                 ApiError::invalid_argument(format!(
-                    "StartingSequenceNumber {seq_str} used in GetShardIterator on shard {shard_id} in stream {} under account {account} is invalid.",
+                    "StartingSequenceNumber {seq_str} used in {operation} on shard {shard_id} in stream {} under account {account} is invalid.",
                     stream.name
                 ))
             })?;
@@ -512,16 +545,6 @@ pub async fn get_shard_iterator(
             };
             p.min(shard.closed().map_or(u64::MAX, |(end, _)| end))
         }
-    };
-    let it = ShardIterator {
-        issued_ms: now,
-        stream_created_ms: stream.created_ms,
-        stream: stream.name.clone(),
-        shard: shard_id.index(),
-        position,
-    };
-    Ok(GetShardIteratorOutput {
-        shard_iterator: broker.iterators.encode(&it),
     })
 }
 
@@ -540,12 +563,12 @@ pub struct GetRecordsInput {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RecordOut {
-    sequence_number: String,
-    approximate_arrival_timestamp: f64,
-    data: Blob,
-    partition_key: String,
+    pub(crate) sequence_number: String,
+    pub(crate) approximate_arrival_timestamp: f64,
+    pub(crate) data: Blob,
+    pub(crate) partition_key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    encryption_type: Option<&'static str>,
+    pub(crate) encryption_type: Option<&'static str>,
 }
 
 /// A child shard as GetRecords reports it at the end of a closed shard.

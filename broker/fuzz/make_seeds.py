@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Regenerates the binary seed files under seeds/ (json_request seeds are written by hand).
+
+Run from anywhere: python3 broker/fuzz/make_seeds.py
+"""
+import base64, hashlib, hmac, os, struct, zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KEY = bytes([0x5A] * 32)  # shard_iterator.rs KEY
+
+
+def put(target, name, data):
+    d = os.path.join(HERE, "seeds", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# --- shard_iterator: mode byte, then payload -------------------------------------------
+def it_body(issued, created, shard, pos, name):
+    n = name.encode()
+    return struct.pack(">BqqIQB", 1, issued, created, shard, pos, len(n)) + n
+
+
+def signed(body):
+    return base64.b64encode(body + hmac.new(KEY, body, hashlib.sha256).digest()[:16])
+
+
+put("shard_iterator", "valid_token", b"\x00" + signed(it_body(1700000000000, 1600000000000, 3, 42, "orders")))
+put("shard_iterator", "garbage_token", b"\x00" + b"AAAA" * 12 + b"not base64!")
+put("shard_iterator", "body_ok", b"\x01" + it_body(1, 2, 0, 0, "s"))
+put("shard_iterator", "body_bad_len", b"\x01" + it_body(-1, 0, 2**32 - 1, 2**64 - 1, "s.t-u_v")[:-2])
+put("shard_iterator", "body_bad_utf8", b"\x01" + struct.pack(">BqqIQB", 1, 0, 0, 0, 0, 2) + b"\xff\xfe")
+put("shard_iterator", "structured", b"\x02" + bytes(range(64)))
+
+# --- segment: mode byte, then payload --------------------------------------------------
+def body(base, ts, recs):
+    out = struct.pack("<QqI", base, ts, len(recs))
+    for k, d in recs:
+        out += struct.pack("<HI", len(k), len(d)) + k + d
+    return out
+
+
+def frame(b):
+    return struct.pack("<II", len(b), zlib.crc32(b)) + b
+
+
+recs = [(b"k1", b"hello"), (b"", b""), (b"k3", b"\x00\xff")]
+b = body(7, 1700000000000, recs)
+put("segment", "frame", b"\x00" + frame(b) + frame(body(10, 1700000000001, [(b"a", b"b")])))
+put("segment", "frame_torn", b"\x00" + frame(b)[:-3])
+put("segment", "segment_header", b"\x00" + b"RIFFLSG1" + struct.pack("<Q", 7) + frame(b))
+idx = b"RIFFLIX1" + struct.pack("<I", 1) + struct.pack("<QQq", 7, 16, 1700000000000) + struct.pack("<QQ", 10, 4096)
+put("segment", "index", b"\x00" + idx + struct.pack("<I", zlib.crc32(idx)))
+put("segment", "body", b"\x01" + b)
+put("segment", "body_bad_count", b"\x01" + struct.pack("<QqI", 0, 0, 3) + struct.pack("<HI", 1, 0xFFFFFFFF) + b"k")
+put("segment", "index_body", b"\x02" + idx[8:])
+
+# --- segment_roundtrip: arbitrary-derived, any bytes work -------------------------------
+put("segment_roundtrip", "small", bytes([2, 3, 0, 1, 2, 1, 9, 9, 1, 7, 0, 0, 0, 0, 0, 0, 0, 1]) + b"partitionkeydata" * 4)
+put("segment_roundtrip", "ramp", bytes(range(256)))
+put("segment_roundtrip", "empty_batch", bytes(48))
+
+# --- core_ids: one string per file ------------------------------------------------------
+for name, s in {
+    "seq_first": "200000000000000000000000000000000000001",
+    "seq_start": "200000000000000000000000000000000000000",
+    "seq_max": "200000000039614081257132168796771975167",
+    "seq_foreign": "49590338271490256608559692538361571095921575989136588898",
+    "shard_full": "shardId-000000000001",
+    "shard_short": "foo-bar-2147483647",
+    "hash_max": "340282366920938463463374607431768211455",
+    "hash_over": "340282366920938463463374607431768211456",
+    "stream_arn": "arn:aws:kinesis:us-east-1:000000000000:stream/my.stream_1",
+    "consumer_arn": "arn:aws-cn:kinesis:cn-north-1:123456789012:stream/s/consumer/c-1:1700000000",
+}.items():
+    put("core_ids", name, s.encode())
