@@ -8,6 +8,7 @@
 //! Operations are grouped by the resource they act on (one file per group rather than per
 //! operation: most are a dozen lines and share their lookups).
 
+pub mod cbor;
 pub mod error;
 pub mod ops;
 pub mod validate;
@@ -26,6 +27,49 @@ use validate::Validator;
 
 /// The target prefix of every Kinesis operation.
 pub const TARGET_PREFIX: &str = "Kinesis_20131202.";
+
+/// The body format of a request, and so of its response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `application/x-amz-json-1.1`.
+    Json,
+    /// `application/x-amz-cbor-1.1`.
+    Cbor,
+}
+
+impl Format {
+    /// The format a `Content-Type` names, if it is one the API speaks.
+    pub fn from_content_type(ct: &str) -> Option<Format> {
+        match ct {
+            "application/x-amz-json-1.1" => Some(Format::Json),
+            "application/x-amz-cbor-1.1" => Some(Format::Cbor),
+            _ => None,
+        }
+    }
+
+    /// The `Content-Type` of this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/x-amz-json-1.1",
+            Format::Cbor => "application/x-amz-cbor-1.1",
+        }
+    }
+
+    fn decode<I: DeserializeOwned>(self, body: &[u8]) -> Result<I, ApiError> {
+        match self {
+            Format::Json => wire::decode_json(body),
+            Format::Cbor => wire::decode_value(cbor::decode(body)?),
+        }
+    }
+
+    /// Encodes an output or error value.
+    pub fn encode<O: Serialize>(self, output: &O) -> Vec<u8> {
+        match self {
+            Format::Json => serde_json::to_vec(output).expect("outputs serialize"),
+            Format::Cbor => cbor::encode(&serde_json::to_value(output).expect("outputs serialize")),
+        }
+    }
+}
 
 /// What an operation answers with.
 #[derive(Debug)]
@@ -68,9 +112,9 @@ macro_rules! operations {
         }
 
         /// Decodes `body`, runs the operation and encodes its output as JSON.
-        pub async fn dispatch(broker: &Arc<Broker>, op: Operation, body: &[u8]) -> Result<Reply, ApiError> {
+        pub async fn dispatch(broker: &Arc<Broker>, op: Operation, format: Format, body: &[u8]) -> Result<Reply, ApiError> {
             match op {
-                $(Operation::$name => $runner(broker, body, $handler).await,)*
+                $(Operation::$name => $runner(broker, format, body, $handler).await,)*
             }
         }
     };
@@ -115,27 +159,47 @@ operations! {
     SubscribeToShard => run_stream ops::subscribe::subscribe,
 }
 
-async fn run<I, O, F, Fut>(broker: &Arc<Broker>, body: &[u8], handler: F) -> Result<Reply, ApiError>
+async fn run<I, O, F, Fut>(
+    broker: &Arc<Broker>,
+    format: Format,
+    body: &[u8],
+    handler: F,
+) -> Result<Reply, ApiError>
 where
     I: DeserializeOwned,
     O: Serialize,
     F: FnOnce(Arc<Broker>, I) -> Fut,
     Fut: Future<Output = Result<O, ApiError>>,
 {
-    let input: I = wire::decode_json(body)?;
+    let input: I = format.decode(body)?;
     let output = handler(broker.clone(), input).await?;
-    let bytes = serde_json::to_vec(&output)
-        .map_err(|e| ApiError::Domain(Error::Storage(std::io::Error::other(e))))?;
     // Operations without output answer with an empty body, as AWS does.
-    Ok(Reply::Body(if bytes == b"null" {
-        Vec::new()
-    } else {
-        bytes
-    }))
+    let bytes = match format {
+        Format::Json => {
+            let b = serde_json::to_vec(&output)
+                .map_err(|e| Error::Storage(std::io::Error::other(e)))?;
+            if b == b"null" {
+                Vec::new()
+            } else {
+                b
+            }
+        }
+        Format::Cbor => {
+            let v = serde_json::to_value(&output)
+                .map_err(|e| Error::Storage(std::io::Error::other(e)))?;
+            if v.is_null() {
+                Vec::new()
+            } else {
+                cbor::encode(&v)
+            }
+        }
+    };
+    Ok(Reply::Body(bytes))
 }
 
 async fn run_stream<I, F, Fut>(
     broker: &Arc<Broker>,
+    format: Format,
     body: &[u8],
     handler: F,
 ) -> Result<Reply, ApiError>
@@ -144,7 +208,8 @@ where
     F: FnOnce(Arc<Broker>, I) -> Fut,
     Fut: Future<Output = Result<tokio::sync::mpsc::Receiver<bytes::Bytes>, ApiError>>,
 {
-    let input: I = wire::decode_json(body)?;
+    // Event payloads are JSON whatever the request format, as AWS sends them.
+    let input: I = format.decode(body)?;
     Ok(Reply::Stream(handler(broker.clone(), input).await?))
 }
 

@@ -2,11 +2,11 @@
 //!
 //! ```text
 //! TCP accept → hyper (HTTP/1.1 or h2c prior knowledge, detected per connection)
-//!   → method / content type / X-Amz-Target checks (UnknownOperation, Serialization)
+//!   → method / content type (JSON or CBOR) / X-Amz-Target checks
 //!   → body, bounded in size
 //!   → authentication (the `Authenticator` seam; accept-all until security lands)
 //!   → api::dispatch → handler(&Broker, Input) → shard → storage
-//!   → response: JSON body or a Kinesis error, x-amzn-RequestId, Date (added by hyper)
+//!   → response: JSON or CBOR (the request's format) body, an event stream, or a Kinesis error, x-amzn-RequestId, Date (added by hyper)
 //!   → metrics: count and latency per operation and result
 //! ```
 //!
@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::error::ApiError;
-use crate::api::{self, Operation, Reply};
+use crate::api::{self, Format, Operation, Reply};
 use crate::broker::Broker;
 
 /// A response body: complete, or an event stream fed by a subscription task.
@@ -57,7 +57,6 @@ impl hyper::body::Body for ChannelBody {
 
 /// Largest request body accepted (a 10 MiB record, base64-encoded, with room for keys).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-const JSON: &str = "application/x-amz-json-1.1";
 
 /// Who made a request, once authenticated.
 #[derive(Debug, Clone)]
@@ -150,7 +149,7 @@ fn with_body(
     r
 }
 
-fn error_response(err: &ApiError, account: &str, rid: &str) -> Response<Body> {
+fn error_response(err: &ApiError, format: Format, account: &str, rid: &str) -> Response<Body> {
     let r = err.render(account);
     let mut body = serde_json::Map::new();
     body.insert("__type".into(), r.kind.into());
@@ -160,8 +159,8 @@ fn error_response(err: &ApiError, account: &str, rid: &str) -> Response<Body> {
             m.into(),
         );
     }
-    let bytes = serde_json::to_vec(&body).expect("a map serializes");
-    let mut resp = respond(r.status, Some(JSON), bytes, rid);
+    let bytes = format.encode(&body);
+    let mut resp = respond(r.status, Some(format.content_type()), bytes, rid);
     resp.headers_mut()
         .insert("x-amzn-ErrorType", HeaderValue::from_static(r.kind));
     resp
@@ -202,8 +201,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         .unwrap_or("")
         .to_owned();
     let op = Operation::from_target(&target);
-    if content_type != JSON {
-        // Not an AWS JSON request: answer as AWS does for unknown protocols.
+    let Some(format) = Format::from_content_type(&content_type) else {
+        // Not an AWS JSON or CBOR request: answer as AWS does for unknown protocols.
         if target.contains('.') {
             return Ok(respond(
                 StatusCode::NOT_FOUND,
@@ -214,10 +213,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         }
         let body = b"<AccessDeniedException>\n  <Message>Unable to determine service/operation name to be authorized</Message>\n</AccessDeniedException>\n".to_vec();
         return Ok(respond(StatusCode::FORBIDDEN, None, body, &rid));
-    }
+    };
     let Some(op) = op else {
         return Ok(error_response(
             &ApiError::unknown_operation(),
+            format,
             &account,
             &rid,
         ));
@@ -236,12 +236,17 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
                     &rid,
                 ));
             }
-            return Ok(error_response(&ApiError::serialization(), &account, &rid));
+            return Ok(error_response(
+                &ApiError::serialization(),
+                format,
+                &account,
+                &rid,
+            ));
         }
     };
     let started = Instant::now();
     let result = match app.auth.authenticate(op, &parts.headers, &body) {
-        Ok(_principal) => api::dispatch(&app.broker, op, &body).await,
+        Ok(_principal) => api::dispatch(&app.broker, op, format, &body).await,
         Err(e) => Err(e),
     };
     let elapsed = started.elapsed().as_secs_f64();
@@ -250,7 +255,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             app.broker
                 .metrics
                 .observe_request(op.name(), "success", elapsed);
-            respond(StatusCode::OK, Some(JSON), bytes, &rid)
+            respond(StatusCode::OK, Some(format.content_type()), bytes, &rid)
         }
         Ok(Reply::Stream(frames)) => {
             app.broker
@@ -264,7 +269,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             )
         }
         Err(e) => {
-            let resp = error_response(&e, &account, &rid);
+            let resp = error_response(&e, format, &account, &rid);
             app.broker
                 .metrics
                 .observe_request(op.name(), result_label(&e, resp.status()), elapsed);

@@ -92,6 +92,12 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// Decodes an already-parsed value tree (from CBOR) into an operation's input.
+pub fn decode_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(v)
+        .map_err(|e| ApiError::serialization_msg(aws_type_message(&e.to_string())))
+}
+
 /// Turns a serde type error into the message AWS's Java front end writes.
 fn aws_type_message(serde: &str) -> String {
     let msg = match serde.rfind(" at line ") {
