@@ -33,6 +33,20 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Per-shard throughput limits.
     pub limits: LimitsConfig,
+    /// An optional TLS listener for the Kinesis API.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The TLS listener: same API, HTTP/1.1 and HTTP/2 chosen by ALPN.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Address of the TLS listener.
+    pub listen: SocketAddr,
+    /// PEM file with the certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM file with the private key.
+    pub key_file: PathBuf,
 }
 
 /// Stream lifecycle and control-plane limits.
@@ -248,6 +262,7 @@ impl Default for Config {
             streams: StreamsConfig::default(),
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
+            tls: None,
         }
     }
 }

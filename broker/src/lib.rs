@@ -10,6 +10,7 @@
 //! - [`shard`]: a shard's writer task (group commit), limits and metrics.
 //! - [`iterator`]: signed, expiring shard iterators.
 //! - [`storage`]: per-shard segmented logs and the metadata file.
+//! - [`tls`]: the optional TLS listener (ALPN h2 and http/1.1).
 //! - [`limits`], [`metrics`], [`config`], [`clock`], [`error`]: supporting pieces.
 
 pub mod api;
@@ -23,3 +24,4 @@ pub mod metrics;
 pub mod server;
 pub mod shard;
 pub mod storage;
+pub mod tls;

@@ -122,6 +122,13 @@ async fn run(config: Config, test_clock: bool) -> anyhow::Result<()> {
     };
     let api = TcpListener::bind(config.listen).await?;
     let admin = TcpListener::bind(config.admin_listen).await?;
+    let tls = match &config.tls {
+        Some(t) => Some((
+            TcpListener::bind(t.listen).await?,
+            riffle_broker::tls::acceptor(&t.cert_file, &t.key_file)?,
+        )),
+        None => None,
+    };
     let broker = Broker::open(config, clock).await?;
     let app = Arc::new(App {
         broker: broker.clone(),
@@ -133,24 +140,44 @@ async fn run(config: Config, test_clock: bool) -> anyhow::Result<()> {
     let admin_addr = admin.local_addr()?;
     let api_task = tokio::spawn(server::serve(
         api,
+        None,
         app.clone(),
         stop.clone(),
         server::handle,
     ));
     let admin_task = tokio::spawn(server::serve(
         admin,
+        None,
         app.clone(),
         stop.clone(),
         server::handle_admin,
     ));
+    let mut ready = format!("riffle-broker ready api={api_addr} admin={admin_addr}");
+    let tls_task = match tls {
+        Some((listener, acceptor)) => {
+            let addr = listener.local_addr()?;
+            ready.push_str(&format!(" tls={addr}"));
+            Some(tokio::spawn(server::serve(
+                listener,
+                Some(acceptor),
+                app.clone(),
+                stop.clone(),
+                server::handle,
+            )))
+        }
+        None => None,
+    };
     app.ready.store(true, Ordering::Release);
     tracing::info!(api = %api_addr, admin = %admin_addr, data_dir = %broker.data_dir().display(), "serving");
-    println!("riffle-broker ready api={api_addr} admin={admin_addr}");
+    println!("{ready}");
     server::shutdown_signal().await;
     app.ready.store(false, Ordering::Release);
     stop.cancel();
     let _ = api_task.await;
     let _ = admin_task.await;
+    if let Some(t) = tls_task {
+        let _ = t.await;
+    }
     broker.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -344,8 +344,13 @@ pub async fn handle_admin(
 
 /// Accepts connections on `listener` until `stop` is cancelled, serving each with `svc`;
 /// then waits for in-flight requests up to the grace period.
-pub async fn serve<F, Fut>(listener: TcpListener, app: Arc<App>, stop: CancellationToken, svc: F)
-where
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: Arc<App>,
+    stop: CancellationToken,
+    svc: F,
+) where
     F: Fn(Arc<App>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
@@ -367,12 +372,36 @@ where
         let app = app.clone();
         let svc = svc.clone();
         let service = service_fn(move |req| svc(app.clone(), req));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let Some(acceptor) = tls.clone() else {
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+            continue;
+        };
+        // The handshake runs in the connection's task so a slow client cannot stall accept.
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream));
+            let stream = match handshake.await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
