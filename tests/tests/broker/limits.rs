@@ -1,0 +1,309 @@
+//! Per-shard throughput limits and the account shard limit.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::operation::create_stream::CreateStreamError;
+use aws_sdk_kinesis::operation::get_records::GetRecordsError;
+use aws_sdk_kinesis::operation::put_record::PutRecordError;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+
+use crate::common::*;
+
+const WRITE_LIMITED: &str = "write_bytes_per_second = \"off\"\n\
+write_records_per_second = 1000\n\
+read_bytes_per_second = \"off\"\n\
+get_records_per_second = \"off\"\n\
+\n\
+[limits.streams.slow]\n\
+write_records_per_second = 10\n\
+\n\
+[limits.streams.bytes]\n\
+write_bytes_per_second = 1048576\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_records_over_write_limit_fail_per_record_and_lose_nothing() {
+    let broker = TestBroker::builder()
+        .config_toml(config(
+            "status_delay = \"50ms\"",
+            "fsync = \"never\"",
+            WRITE_LIMITED,
+        ))
+        .start()
+        .await;
+    broker.create_stream("w", 1).await;
+    let client = broker.client();
+    let mut ok: HashSet<String> = HashSet::new();
+    let mut failed: HashSet<String> = HashSet::new();
+    let started = Instant::now();
+    // Three batches of 500 sent at once: 1,500 records within well under a
+    // second into a shard allowed 1,000 records/s.
+    let mut sends = tokio::task::JoinSet::new();
+    for batch in 0..3 {
+        let entries: Vec<PutRecordsRequestEntry> = (0..500)
+            .map(|i| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(format!("k{i}"))
+                    .data(blob(format!("b{batch}-r{i:03}")))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let client = client.clone();
+        sends.spawn(async move {
+            let res = client
+                .put_records()
+                .stream_name("w")
+                .set_records(Some(entries))
+                .send()
+                .await;
+            (batch, res)
+        });
+    }
+    while let Some(joined) = sends.join_next().await {
+        let (batch, res) = joined.expect("send task");
+        let out = res.expect("PutRecords (partial failures are per record)");
+        assert_eq!(out.records().len(), 500);
+        let mut failed_here = 0;
+        for (i, r) in out.records().iter().enumerate() {
+            let data = format!("b{batch}-r{i:03}");
+            match r.error_code() {
+                None => {
+                    assert!(r.sequence_number().is_some(), "success has a seq");
+                    assert_eq!(r.shard_id(), Some("shardId-000000000000"));
+                    ok.insert(data);
+                }
+                Some(code) => {
+                    failed_here += 1;
+                    assert_eq!(code, "ProvisionedThroughputExceededException");
+                    let msg = r.error_message().unwrap_or_default();
+                    assert!(
+                        msg.starts_with("Rate exceeded for shard shardId-000000000000 in stream w"),
+                        "error message: {msg:?}"
+                    );
+                    assert_eq!(r.sequence_number(), None);
+                    failed.insert(data);
+                }
+            }
+        }
+        assert_eq!(
+            out.failed_record_count(),
+            Some(failed_here),
+            "FailedRecordCount of batch {batch}"
+        );
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        !failed.is_empty(),
+        "1500 records in {elapsed:?} into a 1000 records/s shard must throttle some"
+    );
+    assert!(!ok.is_empty(), "some records must succeed");
+
+    let read = read_shard(&client, "w", "shardId-000000000000").await;
+    let got: Vec<String> = read
+        .records
+        .iter()
+        .map(|r| String::from_utf8(r.data().as_ref().to_vec()).unwrap())
+        .collect();
+    let got_set: HashSet<String> = got.iter().cloned().collect();
+    assert_eq!(got.len(), got_set.len(), "no duplicates");
+    assert_eq!(got_set, ok, "exactly the acknowledged records are stored");
+    assert!(got_set.is_disjoint(&failed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_record_over_per_stream_override_is_throttled() {
+    let broker = TestBroker::builder()
+        .config_toml(config("status_delay = \"50ms\"", "", WRITE_LIMITED))
+        .start()
+        .await;
+    broker.create_stream("slow", 1).await;
+    broker.create_stream("fast", 1).await;
+    let client = broker.client();
+    let mut throttled = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for i in 0..100 {
+        if Instant::now() > deadline {
+            break;
+        }
+        let res = client
+            .put_record()
+            .stream_name("slow")
+            .partition_key("k")
+            .data(blob(format!("{i}")))
+            .send()
+            .await;
+        if let Err(e) = res {
+            throttled = Some((i, e));
+            break;
+        }
+    }
+    let (i, err) = throttled.expect("10 records/s override must throttle within 100 puts");
+    assert!(i >= 1, "the first put fits the budget");
+    assert!(
+        matches!(
+            err.as_service_error(),
+            Some(PutRecordError::ProvisionedThroughputExceededException(_))
+        ),
+        "got {err:?}"
+    );
+    use aws_sdk_kinesis::error::ProvideErrorMetadata;
+    let msg = err.message().unwrap_or_default();
+    assert!(
+        msg.starts_with("Rate exceeded for shard shardId-000000000000 in stream slow"),
+        "message {msg:?}"
+    );
+    // A byte limit: two 700 KiB records back to back exceed 1 MiB/s.
+    broker.create_stream("bytes", 1).await;
+    client
+        .put_record()
+        .stream_name("bytes")
+        .partition_key("k")
+        .data(blob(vec![7u8; 700 * 1024]))
+        .send()
+        .await
+        .expect("first 700 KiB fits the byte budget");
+    let err = client
+        .put_record()
+        .stream_name("bytes")
+        .partition_key("k")
+        .data(blob(vec![8u8; 700 * 1024]))
+        .send()
+        .await
+        .expect_err("second 700 KiB within a second exceeds 1 MiB/s");
+    assert!(
+        matches!(
+            err.as_service_error(),
+            Some(PutRecordError::ProvisionedThroughputExceededException(_))
+        ),
+        "got {err:?}"
+    );
+    // The other stream is governed by the 1000/s default only.
+    for i in 0..30 {
+        client
+            .put_record()
+            .stream_name("fast")
+            .partition_key("k")
+            .data(blob(format!("{i}")))
+            .send()
+            .await
+            .expect("stream without override is not throttled at 30 puts");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_records_over_five_per_second_is_throttled() {
+    let limits = "write_bytes_per_second = \"off\"\n\
+write_records_per_second = \"off\"\n\
+read_bytes_per_second = \"off\"\n\
+get_records_per_second = 5\n";
+    let broker = TestBroker::builder()
+        .config_toml(config("status_delay = \"50ms\"", "", limits))
+        .start()
+        .await;
+    broker.create_stream("r", 1).await;
+    let client = broker.client();
+    let mut it = iterator(
+        &client,
+        "r",
+        "shardId-000000000000",
+        ShardIteratorType::TrimHorizon,
+        None,
+    )
+    .await;
+    let started = Instant::now();
+    let mut throttled_at = None;
+    for call in 0..10 {
+        match client.get_records().shard_iterator(&it).send().await {
+            Ok(out) => it = out.next_shard_iterator().unwrap().to_string(),
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e.as_service_error(),
+                        Some(GetRecordsError::ProvisionedThroughputExceededException(_))
+                    ),
+                    "got {e:?}"
+                );
+                throttled_at = Some(call);
+                break;
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    if elapsed < Duration::from_millis(900) {
+        let at = throttled_at.unwrap_or_else(|| {
+            panic!("10 GetRecords calls in {elapsed:?} with a 5/s limit: none throttled")
+        });
+        assert!(
+            at >= 5,
+            "the first 5 calls in a second are allowed (throttled at {at})"
+        );
+    }
+    // After a pause the shard can be read again with the same iterator.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client
+        .get_records()
+        .shard_iterator(&it)
+        .send()
+        .await
+        .expect("reads resume after a second");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_shard_limit_is_enforced() {
+    let broker = TestBroker::builder()
+        .config_toml(config(
+            "status_delay = \"50ms\"\nshard_limit = 10",
+            "",
+            LIMITS_OFF,
+        ))
+        .start()
+        .await;
+    let client = broker.client();
+    let err = client
+        .create_stream()
+        .stream_name("too-big")
+        .shard_count(11)
+        .send()
+        .await
+        .expect_err("11 shards over a limit of 10");
+    assert!(
+        matches!(
+            err.as_service_error(),
+            Some(CreateStreamError::LimitExceededException(_))
+        ),
+        "got {err:?}"
+    );
+    let msg = aws_sdk_kinesis::error::ProvideErrorMetadata::message(&err).unwrap_or_default();
+    assert!(
+        msg.starts_with(
+            "This request would exceed the shard limit for the account 000000000000 in \
+             us-east-1. Current shard count for the account: 0. Limit: 10. Number of \
+             additional shards that would have resulted from this request: 11."
+        ),
+        "message {msg:?}"
+    );
+    broker.create_stream("fits", 10).await;
+    let (code, _) = service_err(
+        client
+            .create_stream()
+            .stream_name("one-more")
+            .shard_count(1)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "LimitExceededException");
+    // Splitting would also exceed it.
+    let (code, _) = service_err(
+        client
+            .split_shard()
+            .stream_name("fits")
+            .shard_to_split("shardId-000000000000")
+            .new_starting_hash_key("1000")
+            .send()
+            .await,
+    );
+    assert_eq!(code, "LimitExceededException");
+    let names = client.list_streams().send().await.unwrap();
+    assert_eq!(names.stream_names(), ["fits"]);
+}
