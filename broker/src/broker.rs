@@ -641,9 +641,22 @@ impl Broker {
 
     /// Writes the metadata file. Callers hold the control lock.
     pub async fn persist(&self) -> io::Result<()> {
+        self.persist_holding(None).await
+    }
+
+    /// Writes the metadata file while the caller holds `held`'s shard map (write-locked):
+    /// a reshard records its children before any write can reach them.
+    pub async fn persist_holding(&self, held: Option<(&Stream, &ShardMap)>) -> io::Result<()> {
         let mut streams = Vec::new();
         for s in self.streams() {
-            let map = s.shards.read().await;
+            let guard;
+            let map: &ShardMap = match held {
+                Some((h, m)) if std::ptr::eq(h, &*s) => m,
+                _ => {
+                    guard = s.shards.read().await;
+                    &guard
+                }
+            };
             streams.push(StreamDoc {
                 name: s.name.clone(),
                 uid: s.uid,

@@ -165,9 +165,17 @@ async fn apply(
     Ok(())
 }
 
-async fn finish(broker: &Arc<Broker>, stream: &Arc<Stream>) -> Result<(), ApiError> {
+/// Records the new shard map durably — while its write lock is still held, so no write can
+/// be acknowledged on a child the metadata does not know yet — then marks the stream
+/// UPDATING until the status delay passes.
+async fn finish(
+    broker: &Arc<Broker>,
+    stream: &Arc<Stream>,
+    map: tokio::sync::RwLockWriteGuard<'_, ShardMap>,
+) -> Result<(), ApiError> {
     stream.settings.lock().status = StreamStatus::Updating;
-    broker.persist().await?;
+    broker.persist_holding(Some((stream, &map))).await?;
+    drop(map);
     broker.finish_transition(stream, StreamStatus::Active);
     Ok(())
 }
@@ -258,9 +266,8 @@ pub async fn split_shard(broker: Arc<Broker>, input: SplitShardInput) -> Result<
         now,
     )
     .await?;
-    drop(map);
     tracing::info!(stream = %stream.name, shard = %id, "split");
-    finish(&broker, &stream).await
+    finish(&broker, &stream, map).await
 }
 
 /// MergeShards input.
@@ -345,9 +352,8 @@ pub async fn merge_shards(broker: Arc<Broker>, input: MergeShardsInput) -> Resul
         now,
     )
     .await?;
-    drop(map);
     tracing::info!(stream = %stream.name, %a, %b, "merged");
-    finish(&broker, &stream).await
+    finish(&broker, &stream, map).await
 }
 
 /// UpdateShardCount input.
@@ -454,9 +460,8 @@ pub async fn update_shard_count(
     for step in plan_uniform(&open_ranges, map.next_index, target) {
         apply(&broker, &stream, &mut map, step, now).await?;
     }
-    drop(map);
     tracing::info!(stream = %stream.name, from = open, to = target, "updated shard count");
-    finish(&broker, &stream).await?;
+    finish(&broker, &stream, map).await?;
     Ok(UpdateShardCountOutput {
         stream_name: stream.name.clone(),
         current_shard_count: open,
