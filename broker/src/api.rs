@@ -220,16 +220,7 @@ pub fn check_stream_ref(v: &mut Validator, name: Option<&str>, arn: Option<&str>
         v.name("streamName", name, true);
     } else {
         v.name("streamName", name, false);
-        v.string(
-            "streamARN",
-            arn,
-            false,
-            Some((validate::STREAM_ARN_PATTERN, |s| {
-                riffle_core::StreamArn::parse(s).is_some()
-            })),
-            1,
-            2048,
-        );
+        v.stream_arn("streamARN", arn, false);
     }
 }
 

@@ -114,6 +114,20 @@ impl Validator {
         self.string(path, v, required, Some((NAME_PATTERN, is_name)), 1, 128);
     }
 
+    /// Checks a stream ARN member.
+    pub fn stream_arn(&mut self, path: &str, v: Option<&str>, required: bool) {
+        self.string(
+            path,
+            v,
+            required,
+            Some((STREAM_ARN_PATTERN, |s| {
+                riffle_core::StreamArn::parse(s).is_some()
+            })),
+            1,
+            2048,
+        );
+    }
+
     /// Checks an integer member.
     pub fn int(&mut self, path: &str, v: Option<i64>, required: bool, min: i64, max: i64) {
         let Some(n) = v else {

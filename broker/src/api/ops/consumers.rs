@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::error::ApiError;
 use crate::api::ops::streams::validate_tags;
 use crate::api::stream_ref;
-use crate::api::validate::{self, Validator};
+use crate::api::validate::Validator;
 use crate::api::wire::epoch_seconds;
 use crate::broker::{Broker, ConsumerRecord, Stream};
 use crate::error::Error;
@@ -20,19 +20,6 @@ use crate::error::Error;
 /// The ARN of consumer `c` of `stream`.
 pub fn consumer_arn(stream: &Stream, c: &ConsumerRecord) -> String {
     format!("{}/consumer/{}:{}", stream.arn, c.name, c.created_ms / 1000)
-}
-
-fn check_stream_arn(v: &mut Validator, arn: Option<&str>, required: bool) {
-    v.string(
-        "streamARN",
-        arn,
-        required,
-        Some((validate::STREAM_ARN_PATTERN, |s| {
-            riffle_core::StreamArn::parse(s).is_some()
-        })),
-        1,
-        2048,
-    );
 }
 
 fn check_consumer_arn(v: &mut Validator, arn: Option<&str>) {
@@ -141,7 +128,7 @@ pub async fn register(
     input: RegisterInput,
 ) -> Result<RegisterOutput, ApiError> {
     let mut v = Validator::new();
-    check_stream_arn(&mut v, input.stream_arn.as_deref(), true);
+    v.stream_arn("streamARN", input.stream_arn.as_deref(), true);
     v.name("consumerName", input.consumer_name.as_deref(), true);
     validate_tags(&mut v, input.tags.as_ref(), false, 50);
     v.finish()?;
@@ -199,7 +186,7 @@ pub struct ConsumerRefInput {
 impl ConsumerRefInput {
     fn resolve(&self, broker: &Broker) -> Result<(Arc<Stream>, ConsumerRecord), ApiError> {
         let mut v = Validator::new();
-        check_stream_arn(&mut v, self.stream_arn.as_deref(), false);
+        v.stream_arn("streamARN", self.stream_arn.as_deref(), false);
         v.name("consumerName", self.consumer_name.as_deref(), false);
         check_consumer_arn(&mut v, self.consumer_arn.as_deref());
         v.finish()?;
@@ -273,7 +260,7 @@ pub struct ListOutput {
 /// ListStreamConsumers.
 pub async fn list(broker: Arc<Broker>, input: ListInput) -> Result<ListOutput, ApiError> {
     let mut v = Validator::new();
-    check_stream_arn(&mut v, input.stream_arn.as_deref(), true);
+    v.stream_arn("streamARN", input.stream_arn.as_deref(), true);
     v.string(
         "nextToken",
         input.next_token.as_deref(),

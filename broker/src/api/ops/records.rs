@@ -15,6 +15,7 @@ use crate::broker::{Broker, Owner, ShardMap, Stream, StreamStatus};
 use crate::error::Error;
 use crate::iterator::{ShardIterator, ITERATOR_TTL_MS};
 use crate::shard::Shard;
+use crate::storage::{ReadResult, StoredRecord};
 
 /// The outcome of a queued append.
 type Pending = tokio::sync::oneshot::Receiver<std::io::Result<crate::shard::Appended>>;
@@ -563,12 +564,41 @@ pub struct GetRecordsInput {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RecordOut {
-    pub(crate) sequence_number: String,
-    pub(crate) approximate_arrival_timestamp: f64,
-    pub(crate) data: Blob,
-    pub(crate) partition_key: String,
+    sequence_number: String,
+    approximate_arrival_timestamp: f64,
+    data: Blob,
+    partition_key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) encryption_type: Option<&'static str>,
+    encryption_type: Option<&'static str>,
+}
+
+impl RecordOut {
+    /// A stored record of shard `shard` as the API returns it.
+    pub fn new(
+        shard: ShardId,
+        r: StoredRecord,
+        encryption_type: Option<&'static str>,
+    ) -> RecordOut {
+        RecordOut {
+            sequence_number: SequenceNumber::new(shard, r.position).to_string(),
+            approximate_arrival_timestamp: epoch_seconds(r.timestamp_ms),
+            data: Blob(r.data),
+            partition_key: String::from_utf8_lossy(&r.partition_key).into_owned(),
+            encryption_type,
+        }
+    }
+}
+
+/// MillisBehindLatest of a read that ended at `next` in a log that ends at `end`: zero when
+/// caught up, else the age of the last record read.
+pub fn millis_behind(read: &ReadResult, end: u64, now: i64) -> i64 {
+    if read.next_position >= end {
+        0
+    } else {
+        read.records
+            .last()
+            .map_or(0, |r| (now - r.timestamp_ms).max(0))
+    }
 }
 
 /// A child shard as GetRecords reports it at the end of a closed shard.
@@ -678,25 +708,13 @@ pub async fn get_records(
         .inc_by(read.records.len() as u64);
     shard.metrics.outgoing_bytes.inc_by(bytes as u64);
     let end = shard.log.end_position();
-    let millis_behind = if read.next_position >= end {
-        0
-    } else {
-        read.records
-            .last()
-            .map_or(0, |r| (now - r.timestamp_ms).max(0))
-    };
+    let millis_behind = millis_behind(&read, end, now);
     shard.metrics.iterator_age.set(millis_behind);
     let enc = encryption(&stream);
     let records = read
         .records
         .into_iter()
-        .map(|r| RecordOut {
-            sequence_number: SequenceNumber::new(shard_id, r.position).to_string(),
-            approximate_arrival_timestamp: epoch_seconds(r.timestamp_ms),
-            data: Blob(r.data),
-            partition_key: String::from_utf8_lossy(&r.partition_key).into_owned(),
-            encryption_type: enc,
-        })
+        .map(|r| RecordOut::new(shard_id, r, enc))
         .collect();
     let at_end = shard
         .closed()

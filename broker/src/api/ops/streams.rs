@@ -1000,16 +1000,7 @@ pub async fn update_stream_mode(
     input: UpdateStreamModeInput,
 ) -> Result<(), ApiError> {
     let mut v = Validator::new();
-    v.string(
-        "streamARN",
-        input.stream_arn.as_deref(),
-        true,
-        Some((crate::api::validate::STREAM_ARN_PATTERN, |s| {
-            riffle_core::StreamArn::parse(s).is_some()
-        })),
-        1,
-        2048,
-    );
+    v.stream_arn("streamARN", input.stream_arn.as_deref(), true);
     v.required("streamModeDetails", input.stream_mode_details.as_ref());
     if let Some(m) = &input.stream_mode_details {
         v.one_of(
@@ -1068,16 +1059,7 @@ pub async fn update_max_record_size(
     input: UpdateMaxRecordSizeInput,
 ) -> Result<(), ApiError> {
     let mut v = Validator::new();
-    v.string(
-        "streamARN",
-        input.stream_arn.as_deref(),
-        true,
-        Some((crate::api::validate::STREAM_ARN_PATTERN, |s| {
-            riffle_core::StreamArn::parse(s).is_some()
-        })),
-        1,
-        2048,
-    );
+    v.stream_arn("streamARN", input.stream_arn.as_deref(), true);
     v.int(
         "maxRecordSizeInKiB",
         input.max_record_size_in_kib,

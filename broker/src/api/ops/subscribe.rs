@@ -26,10 +26,10 @@ use tokio_util::sync::CancellationToken;
 use crate::api::error::ApiError;
 use crate::api::ops::consumers::{consumer_arn, find_consumer};
 use crate::api::ops::records::{
-    child_shards, encryption, parse_shard_id, start_position, ChildShardOut, RecordOut,
+    child_shards, encryption, millis_behind, parse_shard_id, start_position, ChildShardOut,
+    RecordOut,
 };
 use crate::api::validate::Validator;
-use crate::api::wire::{epoch_seconds, Blob};
 use crate::broker::{Broker, Owner, Stream};
 use crate::error::Error;
 use crate::limits::TokenBucket;
@@ -287,13 +287,7 @@ impl Subscription {
                 let bytes: usize = read.records.iter().map(|r| r.data.len()).sum();
                 budget.take(bytes as f64);
                 let end = self.shard.log.end_position();
-                let behind = if read.next_position >= end {
-                    0
-                } else {
-                    read.records
-                        .last()
-                        .map_or(0, |r| (now - r.timestamp_ms).max(0))
-                };
+                let behind = millis_behind(&read, end, now);
                 let enc = encryption(&self.stream);
                 let pushed_at = self.broker.clock.now_ms();
                 for r in &read.records {
@@ -306,13 +300,7 @@ impl Subscription {
                     records: read
                         .records
                         .into_iter()
-                        .map(|r| RecordOut {
-                            sequence_number: SequenceNumber::new(shard_id, r.position).to_string(),
-                            approximate_arrival_timestamp: epoch_seconds(r.timestamp_ms),
-                            data: Blob(r.data),
-                            partition_key: String::from_utf8_lossy(&r.partition_key).into_owned(),
-                            encryption_type: enc,
-                        })
+                        .map(|r| RecordOut::new(shard_id, r, enc))
                         .collect(),
                     continuation_sequence_number: (!at_end)
                         .then(|| SequenceNumber::before(shard_id, read.next_position).to_string()),
