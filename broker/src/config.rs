@@ -24,6 +24,9 @@ pub struct Config {
     pub region: String,
     /// The 12-digit account id written into ARNs and error messages.
     pub account_id: String,
+    /// Request and response bytes the broker holds in memory at once, across all requests.
+    /// Requests beyond it wait (back-pressure) instead of growing memory.
+    pub max_inflight_bytes: u64,
     /// Grace period for in-flight requests on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -258,6 +261,7 @@ impl Default for Config {
             data_dir: PathBuf::from("riffle-data"),
             region: "us-east-1".into(),
             account_id: "000000000000".into(),
+            max_inflight_bytes: 256 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
             streams: StreamsConfig::default(),
             storage: StorageConfig::default(),
@@ -322,6 +326,12 @@ impl Config {
         }
         if self.region.is_empty() || self.region.contains(':') {
             return invalid("region", "must be a region name such as us-east-1");
+        }
+        if self.max_inflight_bytes < 64 * 1024 * 1024 {
+            return invalid(
+                "max_inflight_bytes",
+                "must be at least 67108864 (a few of the largest requests)",
+            );
         }
         if self.storage.segment_bytes < 64 * 1024 {
             return invalid("storage.segment_bytes", "must be at least 65536");

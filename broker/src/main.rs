@@ -129,9 +129,11 @@ async fn run(config: Config, test_clock: bool) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let inflight_kib = (config.max_inflight_bytes / 1024).min(u64::from(u32::MAX >> 3)) as usize;
     let broker = Broker::open(config, clock).await?;
     let app = Arc::new(App {
         broker: broker.clone(),
+        inflight: Arc::new(tokio::sync::Semaphore::new(inflight_kib)),
         auth: Box::new(AcceptAll),
         ready: AtomicBool::new(false),
     });

@@ -55,6 +55,9 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
+/// Largest GetRecords answer before encoding (10 MiB of data).
+const MAX_GET_ANSWER_BYTES: usize = 10 * 1024 * 1024;
+
 /// Largest request body accepted (a 10 MiB record, base64-encoded, with room for keys).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
@@ -103,6 +106,8 @@ impl Authenticator for AcceptAll {
 pub struct App {
     /// The broker.
     pub broker: Arc<Broker>,
+    /// The in-flight memory budget, in KiB permits (`max_inflight_bytes`).
+    pub inflight: Arc<tokio::sync::Semaphore>,
     /// The authentication step.
     pub auth: Box<dyn Authenticator>,
     /// Whether the broker is ready to serve (for `/readyz`).
@@ -221,6 +226,33 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             &account,
             &rid,
         ));
+    };
+    // Reserve memory for the body (and for a GetRecords answer) before reading anything:
+    // under a burst, requests wait here instead of piling up in memory.
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(MAX_BODY_BYTES, |n| n.min(MAX_BODY_BYTES));
+    let answer = if op == Operation::GetRecords {
+        2 * MAX_GET_ANSWER_BYTES
+    } else {
+        0
+    };
+    let kib = ((declared + answer) / 1024 + 1) as u32;
+    let _budget = match app.inflight.clone().acquire_many_owned(kib).await {
+        Ok(p) => p,
+        Err(_) => {
+            return Ok(error_response(
+                &ApiError::Domain(crate::error::Error::Storage(std::io::Error::other(
+                    "shutting down",
+                ))),
+                format,
+                &account,
+                &rid,
+            ))
+        }
     };
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
