@@ -13,6 +13,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install -q -r "$here/requirements.txt"
 
+# The JavaScript SDK v3 suite (test_js.py) needs its pinned packages.
+(cd "$here/js" && npm ci --no-audit --no-fund --loglevel=error)
+
 cd "$repo"
 status=0
 "$venv/bin/python" -m pytest -q "$here" "$@" || status=$?

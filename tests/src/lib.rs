@@ -153,9 +153,19 @@ pub struct TestBrokerBuilder {
     config_toml: Option<String>,
     test_clock: bool,
     data_dir: Option<PathBuf>,
+    tls: Option<(String, String)>,
 }
 
 impl TestBrokerBuilder {
+    /// Also serves the API over TLS: the PEM certificate chain (leaf first)
+    /// and private key are written next to the config, and a `[tls]` table
+    /// listening on `127.0.0.1:0` is appended to the config. The port is
+    /// read from the ready line; see [`TestBroker::tls_endpoint`].
+    pub fn tls(mut self, cert_chain_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        self.tls = Some((cert_chain_pem.into(), key_pem.into()));
+        self
+    }
+
     /// Uses `toml` as the whole config file instead of [`DEFAULT_CONFIG`].
     pub fn config_toml(mut self, toml: impl Into<String>) -> Self {
         self.config_toml = Some(toml.into());
@@ -187,9 +197,20 @@ impl TestBrokerBuilder {
             .tempdir()
             .expect("create temp dir");
         let config_path = scratch.path().join("riffle.toml");
-        let config = self
+        let mut config = self
             .config_toml
             .unwrap_or_else(|| DEFAULT_CONFIG.to_string());
+        if let Some((cert, key)) = &self.tls {
+            let cert_path = scratch.path().join("tls.crt");
+            let key_path = scratch.path().join("tls.key");
+            std::fs::write(&cert_path, cert).expect("write TLS certificate");
+            std::fs::write(&key_path, key).expect("write TLS key");
+            config.push_str(&format!(
+                "\n[tls]\nlisten = \"127.0.0.1:0\"\ncert_file = {:?}\nkey_file = {:?}\n",
+                cert_path.display().to_string(),
+                key_path.display().to_string()
+            ));
+        }
         std::fs::write(&config_path, config).expect("write config");
         let data_dir = match self.data_dir {
             Some(d) => d,
@@ -220,6 +241,7 @@ struct Running {
     pid: u32,
     api: SocketAddr,
     admin: SocketAddr,
+    tls: Option<SocketAddr>,
     client: aws_sdk_kinesis::Client,
 }
 
@@ -313,12 +335,14 @@ impl TestBroker {
         };
         let (api, admin) =
             parse_ready_line(&line).unwrap_or_else(|| panic!("malformed ready line: {line:?}"));
+        let tls = parse_ready_tls(&line);
         let client = make_client(&format!("http://{api}"));
         self.proc = Some(Running {
             child,
             pid,
             api,
             admin,
+            tls,
             client,
         });
     }
@@ -343,6 +367,27 @@ impl TestBroker {
     /// Kinesis API socket address.
     pub fn api_addr(&self) -> SocketAddr {
         self.running().api
+    }
+
+    /// TLS API endpoint URL, e.g. `https://127.0.0.1:41236`, if the broker
+    /// was started with [`TestBrokerBuilder::tls`].
+    ///
+    /// # Panics
+    ///
+    /// Panics if the ready line named no TLS listener.
+    pub fn tls_endpoint(&self) -> String {
+        format!("https://{}", self.tls_addr())
+    }
+
+    /// TLS API socket address (see [`tls_endpoint`](Self::tls_endpoint)).
+    ///
+    /// # Panics
+    ///
+    /// Panics if the ready line named no TLS listener.
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.running()
+            .tls
+            .expect("the broker has no TLS listener (use TestBrokerBuilder::tls)")
     }
 
     /// Admin endpoint base URL, e.g. `http://127.0.0.1:41235`.
@@ -533,6 +578,13 @@ fn parse_ready_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
         }
     }
     Some((api?, admin?))
+}
+
+/// The `tls=HOST:PORT` word of the ready line, if any.
+fn parse_ready_tls(line: &str) -> Option<SocketAddr> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("tls="))
+        .and_then(|v| v.parse().ok())
 }
 
 /// Builds a Kinesis client for `endpoint` with the harness's settings (see
@@ -744,5 +796,9 @@ mod unit {
         assert_eq!(api.port(), 4567);
         assert_eq!(admin.port(), 4568);
         assert!(parse_ready_line("riffle-broker ready api=x").is_none());
+        let with_tls = "riffle-broker ready api=127.0.0.1:1 admin=127.0.0.1:2 tls=127.0.0.1:4569";
+        assert_eq!(parse_ready_tls(with_tls).map(|a| a.port()), Some(4569));
+        assert!(parse_ready_line(with_tls).is_some());
+        assert!(parse_ready_tls("riffle-broker ready api=127.0.0.1:1 admin=x").is_none());
     }
 }

@@ -14,11 +14,15 @@ mod control_plane;
 mod data_plane;
 #[path = "broker/durability.rs"]
 mod durability;
+#[path = "broker/fanout.rs"]
+mod fanout;
 #[path = "broker/limits.rs"]
 mod limits;
 #[path = "broker/metrics.rs"]
 mod metrics;
 #[path = "broker/resharding.rs"]
 mod resharding;
+#[path = "broker/tls.rs"]
+mod tls;
 #[path = "broker/wire.rs"]
 mod wire;
