@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerates the binary seed files under seeds/ (json_request seeds are written by hand).
+"""Regenerates the generated seed files under seeds/. The other seeds (hand-written JSON
+bodies, inputs saved from fuzzing runs) are committed as they are.
 
 Run from anywhere: python3 broker/fuzz/make_seeds.py
 """
@@ -75,3 +76,64 @@ for name, s in {
     "consumer_arn": "arn:aws-cn:kinesis:cn-north-1:123456789012:stream/s/consumer/c-1:1700000000",
 }.items():
     put("core_ids", name, s.encode())
+
+
+# --- json_request / cbor_request: operation byte (index in Operation::ALL), then body ----
+REGISTER, DESCRIBE_CONSUMER, SUBSCRIBE = 31, 32, 35
+PUT_RECORD, PUT_RECORDS, GET_SHARD_ITERATOR, LIST_SHARDS = 24, 25, 26, 5
+ARN = "arn:aws:kinesis:us-east-1:000000000000:stream/s"
+put("json_request", "register_consumer", bytes([REGISTER]) + ('{"StreamARN":"%s","ConsumerName":"c","Tags":{"a":"b"}}' % ARN).encode())
+put("json_request", "subscribe_to_shard", bytes([SUBSCRIBE]) + ('{"ConsumerARN":"%s/consumer/c:1700000000","ShardId":"shardId-000000000000","StartingPosition":{"Type":"AT_TIMESTAMP","Timestamp":1700000000.123}}' % ARN).encode())
+
+
+def cb_head(major, n):
+    if n < 24:
+        return bytes([major << 5 | n])
+    for ai, fmt in ((24, ">B"), (25, ">H"), (26, ">I"), (27, ">Q")):
+        if n < 1 << (8 * struct.calcsize(fmt)):
+            return bytes([major << 5 | ai]) + struct.pack(fmt, n)
+
+
+def cb(v):
+    """Minimal CBOR encoder: dict, list, str, bytes, int, float, bool, None, Tag."""
+    if v is None:
+        return b"\xf6"
+    if v is True or v is False:
+        return b"\xf5" if v else b"\xf4"
+    if isinstance(v, Tag):
+        return cb_head(6, v.tag) + cb(v.value)
+    if isinstance(v, Indef):
+        return b"\xbf" + b"".join(cb(k) + cb(x) for k, x in v.items.items()) + b"\xff"
+    if isinstance(v, int):
+        return cb_head(0, v) if v >= 0 else cb_head(1, -1 - v)
+    if isinstance(v, float):
+        return b"\xfb" + struct.pack(">d", v)
+    if isinstance(v, bytes):
+        return cb_head(2, len(v)) + v
+    if isinstance(v, str):
+        e = v.encode()
+        return cb_head(3, len(e)) + e
+    if isinstance(v, list):
+        return cb_head(4, len(v)) + b"".join(cb(x) for x in v)
+    if isinstance(v, dict):
+        return cb_head(5, len(v)) + b"".join(cb(k) + cb(x) for k, x in v.items())
+    raise TypeError(v)
+
+
+class Tag:
+    def __init__(self, tag, value):
+        self.tag, self.value = tag, value
+
+
+class Indef:
+    def __init__(self, items):
+        self.items = items
+
+
+put("cbor_request", "put_record_java", bytes([PUT_RECORD]) + cb(Indef({"StreamName": "s", "Data": b"\x00\x01\xff", "PartitionKey": "k"})))
+put("cbor_request", "put_records", bytes([PUT_RECORDS]) + cb({"StreamARN": ARN, "Records": [{"Data": b"hi", "PartitionKey": "a"}, {"Data": "aGk=", "PartitionKey": "b", "ExplicitHashKey": "1"}]}))
+put("cbor_request", "get_shard_iterator_ts_millis", bytes([GET_SHARD_ITERATOR]) + cb({"StreamName": "s", "ShardId": "shardId-000000000000", "ShardIteratorType": "AT_TIMESTAMP", "Timestamp": Tag(1, 1700000000123)}))
+put("cbor_request", "list_shards_ts_float", bytes([LIST_SHARDS]) + cb({"StreamName": "s", "StreamCreationTimestamp": Tag(1, 1700000000.5), "ShardFilter": {"Type": "AT_LATEST"}, "MaxResults": 2**64 - 1, "Other": -2**64}))
+put("cbor_request", "subscribe", bytes([SUBSCRIBE]) + cb({"ConsumerARN": ARN + "/consumer/c:1", "ShardId": "1", "StartingPosition": {"Type": "AT_TIMESTAMP", "Timestamp": 1700000000123}}))
+put("cbor_request", "odd_items", bytes([DESCRIBE_CONSUMER]) + cb({"ConsumerName": Tag(99, "c"), "X": [None, True, 1.5, b"", Tag(1, "x")]}) )
+put("cbor_request", "indefinite_strings", bytes([PUT_RECORD]) + b"\xa2" + cb("StreamName") + b"\x7f" + cb("a") + cb("b") + b"\xff" + cb("Data") + b"\x5f" + cb(b"\x01") + cb(b"\x02") + b"\xff")

@@ -348,6 +348,14 @@ impl Config {
                 "must hold the largest PutRecords request (at least 11534336)",
             );
         }
+        // A batch may overshoot the target by one request; it must still fit the segment
+        // format's largest frame body.
+        if self.storage.max_batch_bytes > 40 * 1024 * 1024 {
+            return invalid(
+                "storage.max_batch_bytes",
+                "must be at most 41943040 (a batch must fit in one 64 MiB frame)",
+            );
+        }
         if self.streams.on_demand_shards == 0 || self.streams.max_shards_per_stream == 0 {
             return invalid("streams", "shard counts must be positive");
         }

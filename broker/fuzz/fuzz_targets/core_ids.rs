@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(well_formed);
         assert_eq!(seq.to_string(), s, "sequence number does not round-trip");
         assert!(seq.shard().index() <= MAX_SHARD_INDEX);
-        assert_eq!(SequenceNumber::before(seq.shard(), seq.after_position()), seq);
+        assert_eq!(
+            SequenceNumber::before(seq.shard(), seq.after_position()),
+            seq
+        );
         match seq.position() {
             Some(p) => {
                 assert_eq!(SequenceNumber::new(seq.shard(), p), seq);

@@ -40,7 +40,9 @@ fn check_frame(buf: &[u8]) {
         Frame::Incomplete { needed: Some(n) } => {
             assert_eq!(frame_len(buf), Some(n));
             assert!(n > buf.len());
-            assert!(n - FRAME_HEADER_LEN >= BODY_HEADER_LEN && n - FRAME_HEADER_LEN <= MAX_BODY_LEN);
+            assert!(
+                n - FRAME_HEADER_LEN >= BODY_HEADER_LEN && n - FRAME_HEADER_LEN <= MAX_BODY_LEN
+            );
         }
         Frame::Corrupt(why) => assert!(!why.is_empty()),
     }

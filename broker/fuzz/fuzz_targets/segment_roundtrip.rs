@@ -57,7 +57,11 @@ fuzz_target!(|input: Input| {
         input.records.iter().map(|(k, d)| (&k[..], &d[..])),
         &mut out,
     );
-    assert_eq!(out[..input.prefix.len()], input.prefix[..], "prefix overwritten");
+    assert_eq!(
+        out[..input.prefix.len()],
+        input.prefix[..],
+        "prefix overwritten"
+    );
     assert_eq!(n, out.len() - input.prefix.len());
     let frame = Bytes::from(out).slice(input.prefix.len()..);
 
@@ -79,7 +83,10 @@ fuzz_target!(|input: Input| {
     // A torn tail is never mistaken for a batch or for corruption.
     for cut in [0, 1, n / 2, n - 1] {
         let torn = decode_frame(&frame.slice(..cut));
-        assert!(matches!(torn, Frame::Incomplete { .. }), "cut {cut}: {torn:?}");
+        assert!(
+            matches!(torn, Frame::Incomplete { .. }),
+            "cut {cut}: {torn:?}"
+        );
     }
 
     let index = SealedIndex {

@@ -90,6 +90,10 @@ where
     out.extend_from_slice(&0u32.to_le_bytes());
     let mut count = 0u32;
     for (key, data) in records {
+        debug_assert!(
+            key.len() <= usize::from(u16::MAX),
+            "partition keys are validated to 256 characters"
+        );
         out.extend_from_slice(&(key.len() as u16).to_le_bytes());
         out.extend_from_slice(&(data.len() as u32).to_le_bytes());
         out.extend_from_slice(key);

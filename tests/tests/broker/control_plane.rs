@@ -286,6 +286,27 @@ async fn list_shards_paginates_with_next_token() {
         );
     }
 
+    // A forged or altered token is rejected, never trusted: this one claims to have been
+    // issued at i64::MIN (an unsigned token would overflow the expiry arithmetic).
+    let forged = "eyJzdHJlYW0iOiJsc2giLCJhZnRlciI6bnVsbCwiaXNzdWVkX21zIjotOTIyMzM3MjAzNjg1NDc3NTgwOCwiZmlsdGVyIjpudWxsfQ";
+    let mut altered = token.clone().into_bytes();
+    altered[3] = if altered[3] == b'A' { b'B' } else { b'A' };
+    for bad in [forged.to_string(), String::from_utf8(altered).unwrap()] {
+        let err = client
+            .list_shards()
+            .next_token(bad)
+            .send()
+            .await
+            .expect_err("forged token");
+        assert!(
+            matches!(
+                err.as_service_error(),
+                Some(ListShardsError::InvalidArgumentException(_))
+            ),
+            "expected InvalidArgumentException, got {err:?}"
+        );
+    }
+
     let mut ids: Vec<String> = first.shards().iter().map(|s| s.shard_id().into()).collect();
     let mut token = Some(token);
     let mut pages = 1;

@@ -669,12 +669,12 @@ pub async fn list_shards(
             ))
         }
         (Some(token), false) => {
-            let t: ListShardsToken = URL_SAFE_NO_PAD
-                .decode(token)
-                .ok()
+            let t: ListShardsToken = broker
+                .iterators
+                .verify_token(token)
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .ok_or_else(|| ApiError::invalid_argument("NextToken is invalid."))?;
-            if now - t.issued_ms > 300_000 {
+            if now.saturating_sub(t.issued_ms) > 300_000 {
                 return Err(Error::ExpiredNextToken("The NextToken has expired.".into()).into());
             }
             (broker.stream(&t.stream)?, t.after, t.filter)
@@ -762,7 +762,9 @@ pub async fn list_shards(
             issued_ms: now,
             filter: filter.clone(),
         };
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&t).expect("token serializes"))
+        broker
+            .iterators
+            .sign_token(&serde_json::to_vec(&t).expect("token serializes"))
     });
     Ok(ListShardsOutput {
         shards: page.into_iter().map(|s| ShardOut::from(&**s)).collect(),
