@@ -149,7 +149,8 @@ fn scan_segment(file: &File, base: u64, file_len: u64, interval: u64) -> io::Res
         let buf = Bytes::from(buf);
         let mut at = 0usize;
         let mut progressed = false;
-        loop {
+        // Stop at the end of the chunk: an empty remainder is not a torn frame.
+        while at < buf.len() {
             match decode_frame(&buf.slice(at..)) {
                 Frame::Batch { batch, len } => {
                     if batch.base != scan.end

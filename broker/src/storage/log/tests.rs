@@ -98,6 +98,48 @@ fn reopen_recovers_everything_and_continues_positions() {
 }
 
 #[test]
+fn sealed_segments_without_an_index_are_rescanned_not_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_log, mut w) = Log::open(dir.path(), opts(4 * 1024)).unwrap();
+        for b in 0..40 {
+            append_n(&mut w, b * 10, 10, b as i64);
+        }
+    }
+    let mut removed = 0;
+    for e in fs::read_dir(dir.path()).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "idx") {
+            fs::remove_file(p).unwrap();
+            removed += 1;
+        }
+    }
+    assert!(removed > 0, "the test needs sealed segments");
+    let lens: Vec<u64> = {
+        let mut v: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v.iter().map(|p| fs::metadata(p).unwrap().len()).collect()
+    };
+    let (log, _w) = Log::open(dir.path(), opts(4 * 1024)).unwrap();
+    assert_eq!(log.end_position(), 400);
+    assert_eq!(read_all(&log).len(), 400);
+    // A clean shutdown leaves nothing to truncate.
+    let mut after: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    after.sort();
+    let after: Vec<u64> = after
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .collect();
+    assert_eq!(lens, after);
+}
+
+#[test]
 fn torn_tail_is_truncated_and_never_visible() {
     let dir = tempfile::tempdir().unwrap();
     let path;
