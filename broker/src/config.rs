@@ -164,7 +164,9 @@ impl<'de> Deserialize<'de> for Limit {
     }
 }
 
-/// Per-shard throughput limits, as Kinesis sets them by default.
+/// Per-shard throughput limits and per-request size limits, as Kinesis sets them by default.
+/// For the size limits the number is a count or a size (not per second), and "off" means
+/// the largest value the wire and the log can carry ([`ceilings`]).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShardLimits {
@@ -178,6 +180,42 @@ pub struct ShardLimits {
     pub get_records_per_second: Limit,
     /// Bytes pushed per second to each registered (enhanced fan-out) consumer.
     pub subscriber_bytes_per_second: Limit,
+    /// Records in one PutRecords request (Kinesis: 500).
+    pub put_records_max_records: Limit,
+    /// Bytes (data and partition keys) in one PutRecords request (Kinesis: 5 MiB).
+    pub put_records_max_bytes: Limit,
+    /// Records one GetRecords call returns (Kinesis: 10,000; the largest `Limit` accepted).
+    pub get_records_max_records: Limit,
+    /// Bytes of data one GetRecords call returns (Kinesis: 10 MiB).
+    pub get_records_max_bytes: Limit,
+    /// Characters in a partition key (Kinesis: 256).
+    pub partition_key_max_chars: Limit,
+    /// Largest record of a new stream (Kinesis: 1 MiB); UpdateMaxRecordSize changes it per
+    /// stream, up to 10 MiB.
+    pub record_max_bytes: Limit,
+}
+
+/// What "off" means for a size limit: the largest value the wire and the log can carry.
+pub mod ceilings {
+    /// Records in one PutRecords request.
+    pub const PUT_RECORDS_RECORDS: u64 = 100_000;
+    /// Bytes in one PutRecords request (the request body limit).
+    pub const PUT_RECORDS_BYTES: u64 = 16 * 1024 * 1024;
+    /// Records in one GetRecords answer.
+    pub const GET_RECORDS_RECORDS: u64 = 1_000_000;
+    /// Bytes in one GetRecords answer.
+    pub const GET_RECORDS_BYTES: u64 = 32 * 1024 * 1024;
+    /// Characters in a partition key (the log stores keys of up to 65,535 bytes).
+    pub const PARTITION_KEY_CHARS: u64 = 16_383;
+    /// Bytes in one record (Kinesis's largest, UpdateMaxRecordSize's 10 MiB).
+    pub const RECORD_BYTES: u64 = 10 * 1024 * 1024;
+}
+
+impl Limit {
+    /// The value of a size limit, "off" meaning `ceiling`, never above it.
+    pub fn or_ceiling(self, ceiling: u64) -> u64 {
+        self.rate().unwrap_or(ceiling).min(ceiling)
+    }
 }
 
 impl ShardLimits {
@@ -188,6 +226,12 @@ impl ShardLimits {
         read_bytes_per_second: Limit::Off,
         get_records_per_second: Limit::Off,
         subscriber_bytes_per_second: Limit::Off,
+        put_records_max_records: Limit::Off,
+        put_records_max_bytes: Limit::Off,
+        get_records_max_records: Limit::Off,
+        get_records_max_bytes: Limit::Off,
+        partition_key_max_chars: Limit::Off,
+        record_max_bytes: Limit::Off,
     };
 }
 
@@ -199,6 +243,12 @@ impl Default for ShardLimits {
             read_bytes_per_second: Limit::PerSecond(2 * 1024 * 1024),
             get_records_per_second: Limit::PerSecond(5),
             subscriber_bytes_per_second: Limit::PerSecond(2 * 1024 * 1024),
+            put_records_max_records: Limit::PerSecond(500),
+            put_records_max_bytes: Limit::PerSecond(5 * 1024 * 1024),
+            get_records_max_records: Limit::PerSecond(10_000),
+            get_records_max_bytes: Limit::PerSecond(10 * 1024 * 1024),
+            partition_key_max_chars: Limit::PerSecond(256),
+            record_max_bytes: Limit::PerSecond(1024 * 1024),
         }
     }
 }
@@ -219,6 +269,19 @@ impl LimitsConfig {
     /// The limits that apply to the shards of `stream`.
     pub fn for_stream(&self, stream: &str) -> ShardLimits {
         self.streams.get(stream).copied().unwrap_or(self.default)
+    }
+
+    /// The largest GetRecords answer any stream may give, bytes (the request budget
+    /// reserves this much for every GetRecords call).
+    pub fn largest_get_records_bytes(&self) -> u64 {
+        std::iter::once(&self.default)
+            .chain(self.streams.values())
+            .map(|l| {
+                l.get_records_max_bytes
+                    .or_ceiling(ceilings::GET_RECORDS_BYTES)
+            })
+            .max()
+            .unwrap_or(ceilings::GET_RECORDS_BYTES)
     }
 }
 
@@ -333,6 +396,13 @@ impl Config {
                 "must be at least 67108864 (a few of the largest requests)",
             );
         }
+        let need = 16 * 1024 * 1024 + 2 * self.limits.largest_get_records_bytes();
+        if self.max_inflight_bytes < need {
+            return invalid(
+                "max_inflight_bytes",
+                "must hold the largest request plus twice the largest GetRecords answer",
+            );
+        }
         if self.storage.segment_bytes < 64 * 1024 {
             return invalid("storage.segment_bytes", "must be at least 65536");
         }
@@ -383,6 +453,8 @@ mod tests {
             [limits.streams.bench]
             write_bytes_per_second = "off"
             get_records_per_second = 100
+            put_records_max_records = 1000
+            partition_key_max_chars = "off"
             "#,
         )
         .unwrap();
@@ -400,6 +472,23 @@ mod tests {
         assert_eq!(
             c.limits.for_stream("other").write_bytes_per_second,
             Limit::PerSecond(1024 * 1024)
+        );
+        let bench = c.limits.for_stream("bench");
+        assert_eq!(
+            bench
+                .put_records_max_records
+                .or_ceiling(ceilings::PUT_RECORDS_RECORDS),
+            1000
+        );
+        assert_eq!(
+            bench
+                .partition_key_max_chars
+                .or_ceiling(ceilings::PARTITION_KEY_CHARS),
+            ceilings::PARTITION_KEY_CHARS
+        );
+        assert_eq!(
+            c.limits.for_stream("other").put_records_max_records,
+            Limit::PerSecond(500)
         );
     }
 

@@ -55,9 +55,6 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
-/// Largest GetRecords answer before encoding (10 MiB of data).
-const MAX_GET_ANSWER_BYTES: usize = 10 * 1024 * 1024;
-
 /// Largest request body accepted (a 10 MiB record, base64-encoded, with room for keys).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
@@ -236,7 +233,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         .and_then(|v| v.parse::<usize>().ok())
         .map_or(MAX_BODY_BYTES, |n| n.min(MAX_BODY_BYTES));
     let answer = if op == Operation::GetRecords {
-        2 * MAX_GET_ANSWER_BYTES
+        2 * app.broker.config.limits.largest_get_records_bytes() as usize
     } else {
         0
     };

@@ -307,3 +307,127 @@ async fn account_shard_limit_is_enforced() {
     let names = client.list_streams().send().await.unwrap();
     assert_eq!(names.stream_names(), ["fits"]);
 }
+
+/// Request-size limits (records per PutRecords, partition-key length, records per
+/// GetRecords, record size) follow the broker's and the stream's configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_size_limits_are_configurable_per_stream() {
+    let limits = format!(
+        "{LIMITS_OFF}\n[limits.streams.small]\n{LIMITS_OFF}put_records_max_records = 2\n\
+         partition_key_max_chars = 4\nget_records_max_records = 3\nrecord_max_bytes = 2048\n\
+         \n[limits.streams.big]\n{LIMITS_OFF}put_records_max_records = 1000\n\
+         partition_key_max_chars = \"off\"\n"
+    );
+    let broker = TestBroker::builder()
+        .config_toml(config(
+            "status_delay = \"50ms\"",
+            "fsync = \"never\"",
+            &limits,
+        ))
+        .start()
+        .await;
+    for name in ["small", "big", "plain"] {
+        broker.create_stream(name, 1).await;
+    }
+    let client = broker.client();
+    let entry = |pk: &str, data: &[u8]| {
+        PutRecordsRequestEntry::builder()
+            .partition_key(pk)
+            .data(blob(data.to_vec()))
+            .build()
+            .unwrap()
+    };
+    let validation = |err: &dyn std::fmt::Debug, want: &str| {
+        let text = format!("{err:?}");
+        assert!(
+            text.contains("ValidationException"),
+            "expected ValidationException, got {text}"
+        );
+        assert!(text.contains(want), "expected {want:?} in {text}");
+    };
+
+    // small: at most 2 records per request, keys of at most 4 characters, 2 KiB records.
+    let err = client
+        .put_records()
+        .stream_name("small")
+        .set_records(Some(
+            (0..3).map(|i| entry(&format!("k{i}"), b"x")).collect(),
+        ))
+        .send()
+        .await
+        .expect_err("3 records over a limit of 2");
+    validation(&err, "Member must have length less than or equal to 2");
+    let err = client
+        .put_record()
+        .stream_name("small")
+        .partition_key("abcde")
+        .data(blob(b"x".to_vec()))
+        .send()
+        .await
+        .expect_err("a 5-character key over a limit of 4");
+    validation(&err, "Member must have length less than or equal to 4");
+    let err = client
+        .put_record()
+        .stream_name("small")
+        .partition_key("k")
+        .data(blob(vec![0u8; 2049]))
+        .send()
+        .await
+        .expect_err("a 2049-byte record over a limit of 2048");
+    validation(&err, "Member must have length less than or equal to 2048");
+    for i in 0..3 {
+        client
+            .put_records()
+            .stream_name("small")
+            .set_records(Some(vec![
+                entry("k", format!("r{i}a").as_bytes()),
+                entry("k", format!("r{i}b").as_bytes()),
+            ]))
+            .send()
+            .await
+            .unwrap();
+    }
+    let it = client
+        .get_shard_iterator()
+        .stream_name("small")
+        .shard_id("shardId-000000000000")
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .unwrap();
+    let out = client
+        .get_records()
+        .shard_iterator(it)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.records().len(),
+        3,
+        "GetRecords returns at most get_records_max_records"
+    );
+
+    // big: 1000 records in one request and a long key; plain keeps Kinesis's 500.
+    let long_key = "p".repeat(300);
+    let ok = client
+        .put_records()
+        .stream_name("big")
+        .set_records(Some((0..1000).map(|_| entry(&long_key, b"y")).collect()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.failed_record_count(), Some(0));
+    assert_eq!(ok.records().len(), 1000);
+    let err = client
+        .put_records()
+        .stream_name("plain")
+        .set_records(Some(
+            (0..501).map(|i| entry(&format!("k{i}"), b"x")).collect(),
+        ))
+        .send()
+        .await
+        .expect_err("501 records over Kinesis's 500");
+    validation(&err, "Member must have length less than or equal to 500");
+}

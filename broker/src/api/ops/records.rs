@@ -12,6 +12,7 @@ use crate::api::validate::{self, Validator};
 use crate::api::wire::{epoch_seconds, Blob};
 use crate::api::{check_stream_ref, stream_ref};
 use crate::broker::{Broker, Owner, ShardMap, Stream, StreamStatus};
+use crate::config::{ceilings, ShardLimits};
 use crate::error::Error;
 use crate::iterator::{ShardIterator, ITERATOR_TTL_MS};
 use crate::shard::Shard;
@@ -23,8 +24,6 @@ type Pending = tokio::sync::oneshot::Receiver<std::io::Result<crate::shard::Appe
 /// One shard's share of a PutRecords: the shard, the request indexes, the records.
 type ShardGroup = (Arc<Shard>, Vec<usize>, Vec<(Bytes, Bytes)>);
 
-/// Largest GetRecords answer, bytes.
-const MAX_GET_BYTES: usize = 10 * 1024 * 1024;
 /// Largest record data the model allows (the per-stream limit is checked after lookup).
 const MAX_DATA_MODEL: usize = 10 * 1024 * 1024;
 
@@ -49,6 +48,19 @@ pub struct PutRecordOutput {
     sequence_number: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     encryption_type: Option<&'static str>,
+}
+
+/// The limits of the stream a request names (by name, or by the name inside its ARN);
+/// known before the stream is looked up, so validation can use them as AWS validates first.
+fn request_limits(broker: &Broker, name: Option<&str>, arn: Option<&str>) -> ShardLimits {
+    let stream = name
+        .map(str::to_owned)
+        .or_else(|| {
+            arn.and_then(riffle_core::StreamArn::parse)
+                .map(|a| a.stream)
+        })
+        .unwrap_or_default();
+    broker.config.limits.for_stream(&stream)
 }
 
 /// A stream that accepts writes (ACTIVE or UPDATING).
@@ -94,6 +106,14 @@ pub async fn put_record(
     broker: Arc<Broker>,
     input: PutRecordInput,
 ) -> Result<PutRecordOutput, ApiError> {
+    let limits = request_limits(
+        &broker,
+        input.stream_name.as_deref(),
+        input.stream_arn.as_deref(),
+    );
+    let pk_max = limits
+        .partition_key_max_chars
+        .or_ceiling(ceilings::PARTITION_KEY_CHARS) as usize;
     let mut v = Validator::new();
     v.string(
         "sequenceNumberForOrdering",
@@ -109,7 +129,7 @@ pub async fn put_record(
         true,
         None,
         1,
-        256,
+        pk_max,
     );
     v.string(
         "explicitHashKey",
@@ -225,6 +245,20 @@ pub async fn put_records(
     broker: Arc<Broker>,
     input: PutRecordsInput,
 ) -> Result<PutRecordsOutput, ApiError> {
+    let limits = request_limits(
+        &broker,
+        input.stream_name.as_deref(),
+        input.stream_arn.as_deref(),
+    );
+    let pk_max = limits
+        .partition_key_max_chars
+        .or_ceiling(ceilings::PARTITION_KEY_CHARS) as usize;
+    let max_records = limits
+        .put_records_max_records
+        .or_ceiling(ceilings::PUT_RECORDS_RECORDS) as usize;
+    let max_request_bytes = limits
+        .put_records_max_bytes
+        .or_ceiling(ceilings::PUT_RECORDS_BYTES) as usize;
     let mut v = Validator::new();
     let recs = input.records.as_deref();
     v.size(
@@ -238,7 +272,7 @@ pub async fn put_records(
         },
         true,
         1,
-        500,
+        max_records,
     );
     for (i, r) in recs.unwrap_or_default().iter().enumerate() {
         let p = |f: &str| format!("records.{}.member.{f}", i + 1);
@@ -248,7 +282,7 @@ pub async fn put_records(
             true,
             None,
             1,
-            256,
+            pk_max,
         );
         v.string(
             &p("explicitHashKey"),
@@ -290,10 +324,11 @@ pub async fn put_records(
         total += data.len() + pk.len();
         prepared.push((key, Bytes::from(pk), data));
     }
-    if total > (5 * 1024 * 1024).max(max_record) {
-        return Err(ApiError::invalid_argument(
-            "Records size exceeds 5 MB limit",
-        ));
+    if total > max_request_bytes.max(max_record) {
+        return Err(ApiError::invalid_argument(format!(
+            "Records size exceeds {} MB limit",
+            max_request_bytes.max(max_record) / (1024 * 1024)
+        )));
     }
     let n = prepared.len();
     let mut results: Vec<PutRecordsResultEntry> = Vec::with_capacity(n);
@@ -646,7 +681,28 @@ pub async fn get_records(
     input: GetRecordsInput,
 ) -> Result<GetRecordsOutput, ApiError> {
     let mut v = Validator::new();
-    v.int("limit", input.limit, false, 1, 10_000);
+    // GetRecords names no stream until its iterator is decoded: the broker-wide largest
+    // Limit is validated here and the stream's own limits applied below.
+    let max_limit = broker
+        .config
+        .limits
+        .default
+        .get_records_max_records
+        .or_ceiling(ceilings::GET_RECORDS_RECORDS)
+        .max(
+            broker
+                .config
+                .limits
+                .streams
+                .values()
+                .map(|l| {
+                    l.get_records_max_records
+                        .or_ceiling(ceilings::GET_RECORDS_RECORDS)
+                })
+                .max()
+                .unwrap_or(0),
+        );
+    v.int("limit", input.limit, false, 1, max_limit as i64);
     v.string(
         "shardIterator",
         input.shard_iterator.as_deref(),
@@ -692,14 +748,20 @@ pub async fn get_records(
         }
         .into());
     }
-    let limit = input.limit.unwrap_or(10_000) as usize;
+    let stream_limits = stream.limits;
+    let most = stream_limits
+        .get_records_max_records
+        .or_ceiling(ceilings::GET_RECORDS_RECORDS) as usize;
+    let limit = (input.limit.map_or(most, |l| l as usize)).min(most);
+    let max_bytes = stream_limits
+        .get_records_max_bytes
+        .or_ceiling(ceilings::GET_RECORDS_BYTES) as usize;
     let min_ts = now - stream.retention_ms();
     let log = shard.log.clone();
-    let read =
-        tokio::task::spawn_blocking(move || log.read(it.position, limit, MAX_GET_BYTES, min_ts))
-            .await
-            .map_err(|e| Error::Storage(std::io::Error::other(e)))?
-            .map_err(Error::Storage)?;
+    let read = tokio::task::spawn_blocking(move || log.read(it.position, limit, max_bytes, min_ts))
+        .await
+        .map_err(|e| Error::Storage(std::io::Error::other(e)))?
+        .map_err(Error::Storage)?;
     let bytes: usize = read.records.iter().map(|r| r.data.len()).sum();
     shard.charge_read(bytes);
     shard

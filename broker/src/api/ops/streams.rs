@@ -253,7 +253,17 @@ pub async fn create_stream(broker: Arc<Broker>, input: CreateStreamInput) -> Res
         tags: input.tags.unwrap_or_default(),
         kms_key_id: None,
         shard_level_metrics: Vec::new(),
-        max_record_kib: input.max_record_size_in_kib.unwrap_or(1024) as u32,
+        max_record_kib: input.max_record_size_in_kib.map_or_else(
+            || {
+                let limits = broker.config.limits.for_stream(&name);
+                (limits
+                    .record_max_bytes
+                    .or_ceiling(crate::config::ceilings::RECORD_BYTES)
+                    / 1024)
+                    .max(1) as u32
+            },
+            |k| k as u32,
+        ),
         warm_throughput_mibps: input.warm_throughput_mibps.map(|w| w as u32),
         reshard_times: Vec::new(),
         consumers: Vec::new(),
