@@ -33,6 +33,26 @@ fn fanout_config(streams_extra: &str) -> String {
     )
 }
 
+/// A broker for a fan-out scenario and an SDK client over the transport the Rust SDK picks:
+/// HTTP/1.1 on `http://` (chunked event streams), or HTTP/2 on `https://` (ALPN `h2`,
+/// trusting a throwaway test CA).
+pub(crate) async fn fanout_broker(config: String, h2: bool) -> (TestBroker, Client) {
+    if h2 {
+        let pki = crate::tls::test_pki("riffle fan-out test CA");
+        let broker = TestBroker::builder()
+            .config_toml(config)
+            .tls(pki.chain_pem.clone(), pki.key_pem.clone())
+            .start()
+            .await;
+        let client = crate::tls::h2_client(&broker.tls_endpoint(), &pki.ca_pem);
+        (broker, client)
+    } else {
+        let broker = TestBroker::builder().config_toml(config).start().await;
+        let client = broker.client();
+        (broker, client)
+    }
+}
+
 /// Registers a consumer and waits (bounded) until it is ACTIVE; its ARN.
 pub(crate) async fn register_active(client: &Client, stream: &str, name: &str) -> String {
     let out = client
@@ -449,12 +469,19 @@ async fn consumers_register_describe_list_deregister_and_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_produced_after_subscribing_arrive_in_order_and_are_counted() {
-    let broker = TestBroker::builder()
-        .config_toml(fanout_config("subscription_heartbeat = \"1s\""))
-        .start()
-        .await;
+    records_produced_after_subscribing_arrive_in_order_and_are_counted_over(false).await;
+}
+
+/// The same over HTTP/2 (TLS with ALPN h2), as the Rust SDK subscribes on https://.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_produced_after_subscribing_arrive_in_order_and_are_counted_over_http2() {
+    records_produced_after_subscribing_arrive_in_order_and_are_counted_over(true).await;
+}
+
+async fn records_produced_after_subscribing_arrive_in_order_and_are_counted_over(h2: bool) {
+    let (broker, client) =
+        fanout_broker(fanout_config("subscription_heartbeat = \"1s\""), h2).await;
     broker.create_stream("push", 1).await;
-    let client = broker.client();
     let arn = register_active(&client, "push", "reader").await;
 
     let mut rx = subscribe(
@@ -541,14 +568,22 @@ async fn records_produced_after_subscribing_arrive_in_order_and_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resubscribing_from_the_continuation_loses_and_duplicates_nothing() {
-    let broker = TestBroker::builder()
-        .config_toml(fanout_config(
-            "subscription_lifetime = \"2s\"\nsubscription_heartbeat = \"500ms\"",
-        ))
-        .start()
-        .await;
+    resubscribing_from_the_continuation_loses_and_duplicates_nothing_over(false).await;
+}
+
+/// The same over HTTP/2 (TLS with ALPN h2), as the Rust SDK subscribes on https://.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubscribing_from_the_continuation_loses_and_duplicates_nothing_over_http2() {
+    resubscribing_from_the_continuation_loses_and_duplicates_nothing_over(true).await;
+}
+
+async fn resubscribing_from_the_continuation_loses_and_duplicates_nothing_over(h2: bool) {
+    let (broker, client) = fanout_broker(
+        fanout_config("subscription_lifetime = \"2s\"\nsubscription_heartbeat = \"500ms\""),
+        h2,
+    )
+    .await;
     broker.create_stream("resub", 1).await;
-    let client = broker.client();
     let arn = register_active(&client, "resub", "ckpt").await;
 
     // A producer writes 250 records, one every ~15 ms, across several
@@ -606,12 +641,19 @@ async fn resubscribing_from_the_continuation_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_ends_the_subscription_with_child_shards_after_the_last_record() {
-    let broker = TestBroker::builder()
-        .config_toml(fanout_config("subscription_heartbeat = \"1s\""))
-        .start()
-        .await;
+    a_split_ends_the_subscription_with_child_shards_after_the_last_record_over(false).await;
+}
+
+/// The same over HTTP/2 (TLS with ALPN h2), as the Rust SDK subscribes on https://.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_ends_the_subscription_with_child_shards_after_the_last_record_over_http2() {
+    a_split_ends_the_subscription_with_child_shards_after_the_last_record_over(true).await;
+}
+
+async fn a_split_ends_the_subscription_with_child_shards_after_the_last_record_over(h2: bool) {
+    let (broker, client) =
+        fanout_broker(fanout_config("subscription_heartbeat = \"1s\""), h2).await;
     broker.create_stream("split", 1).await;
-    let client = broker.client();
     let arn = register_active(&client, "split", "watcher").await;
 
     let before: Vec<String> = (0..20).map(|i| format!("before-{i:02}")).collect();
@@ -723,13 +765,20 @@ async fn a_split_ends_the_subscription_with_child_shards_after_the_last_record()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_each_get_everything_at_full_rate() {
+    two_consumers_each_get_everything_at_full_rate_over(false).await;
+}
+
+/// The same over HTTP/2 (TLS with ALPN h2), as the Rust SDK subscribes on https://.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_each_get_everything_at_full_rate_over_http2() {
+    two_consumers_each_get_everything_at_full_rate_over(true).await;
+}
+
+async fn two_consumers_each_get_everything_at_full_rate_over(h2: bool) {
     // Polling limits off, subscriber budget at its 2 MiB/s default.
-    let broker = TestBroker::builder()
-        .config_toml(fanout_config("subscription_heartbeat = \"1s\""))
-        .start()
-        .await;
+    let (broker, client) =
+        fanout_broker(fanout_config("subscription_heartbeat = \"1s\""), h2).await;
     broker.create_stream("wide", 1).await;
-    let client = broker.client();
     let a = register_active(&client, "wide", "a").await;
     let b = register_active(&client, "wide", "b").await;
     let rx_a = subscribe(

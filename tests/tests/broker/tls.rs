@@ -29,16 +29,16 @@ use crate::fanout::{collect, position, put_each, register_active, subscribe, SHA
 
 /// A CA and a server certificate it signed, all PEM.
 #[derive(Debug)]
-struct Pki {
-    ca_pem: String,
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
     /// Leaf first, then the CA.
-    chain_pem: String,
-    key_pem: String,
+    pub(crate) chain_pem: String,
+    pub(crate) key_pem: String,
 }
 
 /// A fresh CA named `ca_name` and a server certificate for 127.0.0.1 and
 /// localhost.
-fn test_pki(ca_name: &str) -> Pki {
+pub(crate) fn test_pki(ca_name: &str) -> Pki {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -122,6 +122,11 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
+}
+
+/// An SDK client for an `https://` endpoint trusting only `ca_pem`; ALPN gives it HTTP/2.
+pub(crate) fn h2_client(endpoint: &str, ca_pem: &str) -> Client {
+    client_trusting(endpoint, &[ca_pem], &Seen::default())
 }
 
 /// An SDK client for `endpoint` whose HTTPS trust store holds exactly
