@@ -63,11 +63,15 @@ pub struct ReadResult {
 struct Segment {
     base: u64,
     path: PathBuf,
-    file: Arc<File>,
+    /// Open only for the active segment: sealed segments are opened per read, so a long
+    /// retention costs no file descriptors.
+    file: Option<Arc<File>>,
     /// Committed bytes (readable).
     len: u64,
     /// Position after the last committed record.
     end: u64,
+    /// The active segment's sparse index. A sealed segment's lives only in its `.idx`
+    /// file and is read on demand, so memory does not grow with retained data.
     index: Vec<IndexEntry>,
     first_ts: Option<i64>,
     last_ts: Option<i64>,
@@ -219,6 +223,8 @@ impl Log {
             .collect();
         bases.sort_unstable();
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        // Per segment, the newest arrival time its index or scan showed (a lower bound).
+        let mut hints: Vec<Option<i64>> = Vec::with_capacity(bases.len().max(1));
         let count = bases.len();
         for (i, base) in bases.into_iter().enumerate() {
             let last = i + 1 == count;
@@ -238,7 +244,7 @@ impl Log {
                     segments.push(Segment {
                         base,
                         path,
-                        file: Arc::new(file),
+                        file: Some(Arc::new(file)),
                         len: SEGMENT_HEADER_LEN,
                         end: base,
                         index: Vec::new(),
@@ -271,17 +277,20 @@ impl Log {
                 .and_then(|b| decode_index(&b))
                 .filter(|idx| idx.len == file_len);
             let seg = match cached {
-                Some(idx) => Segment {
-                    base,
-                    first_ts: idx.entries.first().map(|e| e.timestamp_ms),
-                    last_ts: None,
-                    index: idx.entries,
-                    path,
-                    file: Arc::new(file),
-                    len: idx.len,
-                    end: idx.end_position,
-                    sealed: true,
-                },
+                Some(idx) => {
+                    hints.push(idx.entries.last().map(|e| e.timestamp_ms));
+                    Segment {
+                        base,
+                        first_ts: idx.entries.first().map(|e| e.timestamp_ms),
+                        last_ts: None,
+                        index: Vec::new(),
+                        path,
+                        file: None,
+                        len: idx.len,
+                        end: idx.end_position,
+                        sealed: true,
+                    }
+                }
                 None => {
                     let scan = scan_segment(&file, base, file_len, opts.index_interval_bytes)?;
                     if scan.torn || scan.valid_len < file_len {
@@ -300,16 +309,41 @@ impl Log {
                         file.set_len(scan.valid_len)?;
                         file.sync_all()?;
                     }
-                    Segment {
-                        base,
-                        path,
-                        file: Arc::new(file),
-                        len: scan.valid_len,
-                        end: scan.end,
-                        index: scan.index,
-                        first_ts: scan.first_ts,
-                        last_ts: scan.last_ts,
-                        sealed: !last,
+                    hints.push(scan.last_ts);
+                    if last {
+                        Segment {
+                            base,
+                            path,
+                            file: Some(Arc::new(file)),
+                            len: scan.valid_len,
+                            end: scan.end,
+                            index: scan.index,
+                            first_ts: scan.first_ts,
+                            last_ts: scan.last_ts,
+                            sealed: false,
+                        }
+                    } else {
+                        // A sealed segment without its index file: write it now, so later
+                        // reads find it there.
+                        write_index(
+                            &path.with_extension("idx"),
+                            &SealedIndex {
+                                entries: scan.index,
+                                end_position: scan.end,
+                                len: scan.valid_len,
+                            },
+                        )?;
+                        Segment {
+                            base,
+                            path,
+                            file: None,
+                            len: scan.valid_len,
+                            end: scan.end,
+                            index: Vec::new(),
+                            first_ts: scan.first_ts,
+                            last_ts: scan.last_ts,
+                            sealed: true,
+                        }
                     }
                 }
             };
@@ -319,10 +353,11 @@ impl Log {
             let path = segment_path(dir, 0);
             let file = create_segment(&path, 0)?;
             sync_dir(dir)?;
+            hints.push(None);
             segments.push(Segment {
                 base: 0,
                 path,
-                file: Arc::new(file),
+                file: Some(Arc::new(file)),
                 len: SEGMENT_HEADER_LEN,
                 end: 0,
                 index: Vec::new(),
@@ -335,9 +370,7 @@ impl Log {
         // segment's first timestamp bounds it from above, which is all retention needs.
         for i in 0..segments.len().saturating_sub(1) {
             if segments[i].last_ts.is_none() {
-                segments[i].last_ts = segments[i + 1]
-                    .first_ts
-                    .or(segments[i].index.last().map(|e| e.timestamp_ms));
+                segments[i].last_ts = segments[i + 1].first_ts.or(hints[i]);
             }
         }
         let active = segments.last().expect("at least one segment");
@@ -415,7 +448,7 @@ impl Log {
         let mut done = false;
         while !done && pos < committed && out.records.len() < max_records {
             // Locate the segment and the nearest index entry at or before `pos`.
-            let (file, mut offset, seg_len, seg_end) = {
+            let (file, path, offset, seg_len, seg_end) = {
                 let state = self.state.read();
                 let segs = &state.segments;
                 let i = segs.partition_point(|s| s.base <= pos).saturating_sub(1);
@@ -430,22 +463,29 @@ impl Log {
                         _ => break,
                     }
                 }
-                let time_entry = if min_ts > i64::MIN {
-                    let j = seg.index.partition_point(|e| e.timestamp_ms < min_ts);
-                    seg.index
-                        .get(j.saturating_sub(1))
-                        .filter(|e| e.position >= pos)
-                } else {
-                    None
-                };
-                let j = seg.index.partition_point(|e| e.position <= pos);
-                let pos_entry = j.checked_sub(1).map(|j| seg.index[j]);
-                let offset = match (pos_entry, time_entry) {
-                    (_, Some(t)) => t.offset,
-                    (Some(e), None) => e.offset,
-                    (None, None) => SEGMENT_HEADER_LEN,
-                };
-                (seg.file.clone(), offset, seg.len, seg.end)
+                let offset = (!seg.sealed).then(|| start_offset(&seg.index, pos, min_ts));
+                (seg.file.clone(), seg.path.clone(), offset, seg.len, seg.end)
+            };
+            // A sealed segment: its index and file come from disk, outside the lock.
+            let mut offset = offset.unwrap_or_else(|| {
+                let entries = fs::read(path.with_extension("idx"))
+                    .ok()
+                    .and_then(|b| decode_index(&b))
+                    .map(|i| i.entries)
+                    .unwrap_or_default();
+                start_offset(&entries, pos, min_ts)
+            });
+            let file = match file {
+                Some(f) => f,
+                None => match File::open(&path) {
+                    Ok(f) => Arc::new(f),
+                    // Retention removed it meanwhile: its records have expired.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        pos = pos.max(seg_end);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             let mut chunk = (max_bytes.saturating_sub(bytes)).clamp(256 * 1024, 4 * 1024 * 1024);
             while offset < seg_len && out.records.len() < max_records {
@@ -572,6 +612,32 @@ impl Log {
     }
 }
 
+/// Where to start scanning for `pos` (and, with a time filter, for the first record at or
+/// after `min_ts`), given a segment's sparse index.
+fn start_offset(index: &[IndexEntry], pos: u64, min_ts: i64) -> u64 {
+    let time_entry = if min_ts > i64::MIN {
+        let j = index.partition_point(|e| e.timestamp_ms < min_ts);
+        index.get(j.saturating_sub(1)).filter(|e| e.position >= pos)
+    } else {
+        None
+    };
+    let j = index.partition_point(|e| e.position <= pos);
+    match (j.checked_sub(1).map(|j| index[j]), time_entry) {
+        (_, Some(t)) => t.offset,
+        (Some(e), None) => e.offset,
+        (None, None) => SEGMENT_HEADER_LEN,
+    }
+}
+
+/// Writes a sealed segment's index file durably (temp file, fsync, rename).
+fn write_index(path: &Path, index: &SealedIndex) -> io::Result<()> {
+    let tmp = path.with_extension("idx.tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(&encode_index(index))?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
 fn create_segment(path: &Path, base: u64) -> io::Result<File> {
     let mut file = OpenOptions::new()
         .create_new(true)
@@ -672,12 +738,7 @@ impl LogWriter {
                 end_position: seg.end,
                 len: seg.len,
             };
-            let idx_path = seg.index_file();
-            let tmp = idx_path.with_extension("idx.tmp");
-            let mut f = File::create(&tmp)?;
-            f.write_all(&encode_index(&idx))?;
-            f.sync_all()?;
-            fs::rename(&tmp, &idx_path)?;
+            write_index(&seg.index_file(), &idx)?;
         }
         let path = segment_path(&dir, self.next);
         let file = create_segment(&path, self.next)?;
@@ -687,11 +748,13 @@ impl LogWriter {
             let mut state = self.log.state.write();
             if let Some(active) = state.segments.last_mut() {
                 active.sealed = true;
+                active.index = Vec::new();
+                active.file = None;
             }
             state.segments.push(Segment {
                 base: self.next,
                 path,
-                file: Arc::new(reader),
+                file: Some(Arc::new(reader)),
                 len: SEGMENT_HEADER_LEN,
                 end: self.next,
                 index: Vec::new(),

@@ -57,6 +57,15 @@ fn appends_read_back_in_order_across_segments() {
         assert_eq!(&r.data[..], &payload(i as u64)[..]);
         assert_eq!(&r.partition_key[..], format!("k{i}").as_bytes());
     }
+    // Sealed segments keep neither their index nor an open file in memory.
+    {
+        let state = log.state.read();
+        let (sealed, active) = state.segments.split_at(state.segments.len() - 1);
+        assert!(sealed
+            .iter()
+            .all(|s| s.sealed && s.index.is_empty() && s.file.is_none()));
+        assert!(active[0].file.is_some() && !active[0].sealed);
+    }
     // A read from the middle starts exactly there.
     let mid = log.read(1234, 3, usize::MAX, i64::MIN).unwrap();
     assert_eq!(
@@ -115,28 +124,24 @@ fn sealed_segments_without_an_index_are_rescanned_not_rejected() {
         }
     }
     assert!(removed > 0, "the test needs sealed segments");
-    let lens: Vec<u64> = {
-        let mut v: Vec<_> = fs::read_dir(dir.path())
+    let files_with = |ext: &str| {
+        let mut v: Vec<PathBuf> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == ext))
             .collect();
         v.sort();
-        v.iter().map(|p| fs::metadata(p).unwrap().len()).collect()
+        v
     };
+    let seg_lens =
+        |v: &[PathBuf]| -> Vec<u64> { v.iter().map(|p| fs::metadata(p).unwrap().len()).collect() };
+    let lens = seg_lens(&files_with("seg"));
     let (log, _w) = Log::open(dir.path(), opts(4 * 1024)).unwrap();
     assert_eq!(log.end_position(), 400);
     assert_eq!(read_all(&log).len(), 400);
-    // A clean shutdown leaves nothing to truncate.
-    let mut after: Vec<_> = fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    after.sort();
-    let after: Vec<u64> = after
-        .iter()
-        .map(|p| fs::metadata(p).unwrap().len())
-        .collect();
-    assert_eq!(lens, after);
+    // A clean shutdown leaves nothing to truncate, and the missing indexes are written back.
+    assert_eq!(lens, seg_lens(&files_with("seg")));
+    assert_eq!(files_with("idx").len(), removed);
 }
 
 #[test]
