@@ -271,17 +271,25 @@ impl LimitsConfig {
         self.streams.get(stream).copied().unwrap_or(self.default)
     }
 
+    /// The largest value of a size limit over the broker default and every stream override.
+    fn largest(&self, pick: fn(&ShardLimits) -> Limit, ceiling: u64) -> u64 {
+        std::iter::once(&self.default)
+            .chain(self.streams.values())
+            .map(|l| pick(l).or_ceiling(ceiling))
+            .max()
+            .unwrap_or(ceiling)
+    }
+
     /// The largest GetRecords answer any stream may give, bytes (the request budget
     /// reserves this much for every GetRecords call).
     pub fn largest_get_records_bytes(&self) -> u64 {
-        std::iter::once(&self.default)
-            .chain(self.streams.values())
-            .map(|l| {
-                l.get_records_max_bytes
-                    .or_ceiling(ceilings::GET_RECORDS_BYTES)
-            })
-            .max()
-            .unwrap_or(ceilings::GET_RECORDS_BYTES)
+        self.largest(|l| l.get_records_max_bytes, ceilings::GET_RECORDS_BYTES)
+    }
+
+    /// The largest GetRecords `Limit` any stream accepts (validated before the iterator
+    /// says which stream a call reads).
+    pub fn largest_get_records_records(&self) -> u64 {
+        self.largest(|l| l.get_records_max_records, ceilings::GET_RECORDS_RECORDS)
     }
 }
 

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::secs;
+use super::{read_stamp, secs, stamped, unix_us};
 use crate::kinesis::{
     create_stream, delete_stream, get_records, shard_ids, shard_iterator, RecordWithData,
 };
@@ -98,12 +98,6 @@ impl PropagationArgs {
     }
 }
 
-fn unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
 struct Shared {
     acks: Mutex<HashMap<u64, Instant>>,
     from_ack: Mutex<Histogram<u64>>,
@@ -173,11 +167,9 @@ pub async fn run(ctx: &Ctx, a: &PropagationArgs) -> anyhow::Result<Report> {
                         let now_us = unix_us();
                         for r in &out.records {
                             let d = r.bytes();
-                            if d.len() < 16 {
+                            let Some((id, sent_us)) = read_stamp(&d) else {
                                 continue;
-                            }
-                            let id = u64::from_le_bytes(d[..8].try_into().expect("8 bytes"));
-                            let sent_us = u64::from_le_bytes(d[8..16].try_into().expect("8 bytes"));
+                            };
                             if !shared.seen.lock().insert(id) {
                                 continue;
                             }
@@ -225,10 +217,7 @@ pub async fn run(ctx: &Ctx, a: &PropagationArgs) -> anyhow::Result<Report> {
             break;
         }
         tokio::time::sleep_until(due).await;
-        let mut data = Vec::with_capacity(pad);
-        data.extend_from_slice(&i.to_le_bytes());
-        data.extend_from_slice(&unix_us().to_le_bytes());
-        data.resize(pad, b'.');
+        let data = stamped(i, pad);
         let body = serde_json::to_vec(&json!({
             "StreamName": stream,
             "Data": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &data),

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::secs;
+use super::{read_stamp, secs, stamped, unix_us};
 use crate::kinesis::{create_stream, delete_stream, shard_ids};
 use crate::report::{new_histogram, percentiles, CpuClock, Recorder, Report, Status};
 use crate::Ctx;
@@ -65,12 +65,6 @@ impl SubscribeArgs {
             "duration_secs": self.duration(),
         })
     }
-}
-
-fn unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 struct Shared {
@@ -218,11 +212,9 @@ async fn consume(
                     let Some(d) = r["Data"].as_str().and_then(|s| STANDARD.decode(s).ok()) else {
                         continue;
                     };
-                    if d.len() < 16 {
+                    let Some((id, sent_us)) = read_stamp(&d) else {
                         continue;
-                    }
-                    let id = u64::from_le_bytes(d[..8].try_into().expect("8 bytes"));
-                    let sent_us = u64::from_le_bytes(d[8..16].try_into().expect("8 bytes"));
+                    };
                     if !shared.seen.lock().insert(id) {
                         continue;
                     }
@@ -339,10 +331,7 @@ pub async fn run(ctx: &Ctx, a: &SubscribeArgs) -> anyhow::Result<Report> {
             break;
         }
         tokio::time::sleep_until(due).await;
-        let mut data = Vec::with_capacity(pad);
-        data.extend_from_slice(&i.to_le_bytes());
-        data.extend_from_slice(&unix_us().to_le_bytes());
-        data.resize(pad, b'.');
+        let data = stamped(i, pad);
         let body = serde_json::to_vec(
             &json!({ "StreamName": stream, "Data": STANDARD.encode(&data), "PartitionKey": "p" }),
         )?;

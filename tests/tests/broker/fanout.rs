@@ -1121,3 +1121,86 @@ fn frame_header(mut block: &[u8], want: &str) -> Option<String> {
     }
     None
 }
+
+/// A consumer's tags go through the same checks and 50-tag limit as a stream's, and are
+/// kept apart from the stream's own tags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_tags_by_resource_arn_follow_the_stream_rules() {
+    let (broker, client) = fanout_broker(fanout_config(""), false).await;
+    broker.create_stream("ctags", 1).await;
+    let arn = register_active(&client, "ctags", "tagged").await;
+    client
+        .tag_resource()
+        .resource_arn(&arn)
+        .tags("team", "search")
+        .send()
+        .await
+        .expect("tag consumer");
+    let listed = client
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(String, String)> = listed
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(tags, vec![("team".to_string(), "search".to_string())]);
+    let stream_tags = client
+        .list_tags_for_resource()
+        .resource_arn(stream_arn("ctags"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        stream_tags.tags().is_empty(),
+        "consumer tags must not land on the stream"
+    );
+
+    let mut too_many = client.tag_resource().resource_arn(&arn);
+    for i in 0..50 {
+        too_many = too_many.tags(format!("k{i:02}"), "v");
+    }
+    let err = too_many.send().await.expect_err("51 tags on a consumer");
+    assert_eq!(
+        aws_sdk_kinesis::error::ProvideErrorMetadata::code(&err),
+        Some("LimitExceededException"),
+        "{err:?}"
+    );
+    let err = client
+        .tag_resource()
+        .resource_arn(&arn)
+        .tags("x".repeat(129), "v")
+        .send()
+        .await
+        .expect_err("a 129-character key");
+    let code = aws_sdk_kinesis::error::ProvideErrorMetadata::code(&err)
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        code == "ValidationException" || code == "InvalidArgumentException",
+        "{err:?}"
+    );
+
+    client
+        .untag_resource()
+        .resource_arn(&arn)
+        .tag_keys("team")
+        .send()
+        .await
+        .expect("untag consumer");
+    let listed = client
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.tags().is_empty());
+}

@@ -683,25 +683,7 @@ pub async fn get_records(
     let mut v = Validator::new();
     // GetRecords names no stream until its iterator is decoded: the broker-wide largest
     // Limit is validated here and the stream's own limits applied below.
-    let max_limit = broker
-        .config
-        .limits
-        .default
-        .get_records_max_records
-        .or_ceiling(ceilings::GET_RECORDS_RECORDS)
-        .max(
-            broker
-                .config
-                .limits
-                .streams
-                .values()
-                .map(|l| {
-                    l.get_records_max_records
-                        .or_ceiling(ceilings::GET_RECORDS_RECORDS)
-                })
-                .max()
-                .unwrap_or(0),
-        );
+    let max_limit = broker.config.limits.largest_get_records_records();
     v.int("limit", input.limit, false, 1, max_limit as i64);
     v.string(
         "shardIterator",

@@ -9,7 +9,7 @@ use crate::api::error::ApiError;
 use crate::api::ops::streams::{validate_tags, StreamRefInput};
 use crate::api::validate::Validator;
 use crate::api::{check_stream_ref, stream_ref};
-use crate::broker::{Broker, Stream};
+use crate::broker::{Broker, Stream, StreamSettings};
 use crate::error::Error;
 
 /// Tags allowed on one stream.
@@ -29,9 +29,33 @@ fn check_chars<'a>(mut all: impl Iterator<Item = &'a str>) -> Result<(), ApiErro
     Ok(())
 }
 
+/// The tag map of the stream, or of its registered consumer `consumer`.
+fn tag_map<'a>(
+    s: &'a mut StreamSettings,
+    consumer: Option<&str>,
+) -> Option<&'a mut BTreeMap<String, String>> {
+    match consumer {
+        None => Some(&mut s.tags),
+        Some(name) => s
+            .consumers
+            .iter_mut()
+            .find(|c| c.name == name)
+            .map(|c| &mut c.tags),
+    }
+}
+
+fn consumer_gone(stream: &Stream, consumer: Option<&str>) -> ApiError {
+    Error::ConsumerNotFound {
+        consumer: format!("{} of stream {}", consumer.unwrap_or_default(), stream.arn),
+    }
+    .into()
+}
+
+/// Adds tags to a stream, or to one of its consumers, with the same checks and limit.
 async fn add_tags(
     broker: &Broker,
     stream: &Stream,
+    consumer: Option<&str>,
     tags: BTreeMap<String, String>,
 ) -> Result<(), ApiError> {
     check_chars(tags.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]))?;
@@ -45,31 +69,42 @@ async fn add_tags(
     let _control = broker.control().await;
     {
         let mut s = stream.settings.lock();
-        let total = s
-            .tags
+        let map = tag_map(&mut s, consumer).ok_or_else(|| consumer_gone(stream, consumer))?;
+        let total = map
             .keys()
             .chain(tags.keys())
             .collect::<std::collections::BTreeSet<_>>()
             .len();
         if total > MAX_TAGS {
+            let what = match consumer {
+                None => format!("stream {}", stream.name),
+                Some(c) => format!("consumer {c} of stream {}", stream.name),
+            };
             return Err(Error::LimitExceeded(format!(
-                "Failed to add tags to stream {} under account {} because a given stream cannot have more than {MAX_TAGS} tags associated with it.",
-                stream.name, broker.config.account_id
+                "Failed to add tags to {what} under account {} because a given stream cannot have more than {MAX_TAGS} tags associated with it.",
+                broker.config.account_id
             ))
             .into());
         }
-        s.tags.extend(tags);
+        map.extend(tags);
     }
     broker.persist().await?;
     Ok(())
 }
 
-async fn remove_tags(broker: &Broker, stream: &Stream, keys: &[String]) -> Result<(), ApiError> {
+/// Removes tags from a stream, or from one of its consumers.
+async fn remove_tags(
+    broker: &Broker,
+    stream: &Stream,
+    consumer: Option<&str>,
+    keys: &[String],
+) -> Result<(), ApiError> {
     let _control = broker.control().await;
     {
         let mut s = stream.settings.lock();
+        let map = tag_map(&mut s, consumer).ok_or_else(|| consumer_gone(stream, consumer))?;
         for k in keys {
-            s.tags.remove(k);
+            map.remove(k);
         }
     }
     broker.persist().await?;
@@ -98,7 +133,7 @@ pub async fn add_tags_to_stream(broker: Arc<Broker>, input: AddTagsInput) -> Res
     check_stream_ref(&mut v, stream_name.as_deref(), stream_arn.as_deref());
     v.finish()?;
     let stream = stream_ref(&broker, stream_name.as_deref(), stream_arn.as_deref())?;
-    add_tags(&broker, &stream, input.tags.unwrap_or_default()).await
+    add_tags(&broker, &stream, None, input.tags.unwrap_or_default()).await
 }
 
 /// RemoveTagsFromStream input.
@@ -150,6 +185,7 @@ pub async fn remove_tags_from_stream(
     remove_tags(
         &broker,
         &stream,
+        None,
         input.tag_keys.as_deref().unwrap_or_default(),
     )
     .await
@@ -273,25 +309,13 @@ pub async fn tag_resource(broker: Arc<Broker>, input: TagResourceInput) -> Resul
     );
     v.finish()?;
     let (stream, consumer) = resource(&broker, input.resource_arn.as_deref().unwrap_or_default())?;
-    let tags = input.tags.unwrap_or_default();
-    match consumer {
-        None => add_tags(&broker, &stream, tags).await,
-        Some(name) => {
-            check_chars(tags.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]))?;
-            let _control = broker.control().await;
-            if let Some(c) = stream
-                .settings
-                .lock()
-                .consumers
-                .iter_mut()
-                .find(|c| c.name == name)
-            {
-                c.tags.extend(tags);
-            }
-            broker.persist().await?;
-            Ok(())
-        }
-    }
+    add_tags(
+        &broker,
+        &stream,
+        consumer.as_deref(),
+        input.tags.unwrap_or_default(),
+    )
+    .await
 }
 
 /// UntagResource input.
@@ -321,25 +345,7 @@ pub async fn untag_resource(
     v.finish()?;
     let (stream, consumer) = resource(&broker, input.resource_arn.as_deref().unwrap_or_default())?;
     let keys = input.tag_keys.unwrap_or_default();
-    match consumer {
-        None => remove_tags(&broker, &stream, &keys).await,
-        Some(name) => {
-            let _control = broker.control().await;
-            if let Some(c) = stream
-                .settings
-                .lock()
-                .consumers
-                .iter_mut()
-                .find(|c| c.name == name)
-            {
-                for k in &keys {
-                    c.tags.remove(k);
-                }
-            }
-            broker.persist().await?;
-            Ok(())
-        }
-    }
+    remove_tags(&broker, &stream, consumer.as_deref(), &keys).await
 }
 
 /// ListTagsForResource input.
