@@ -9,12 +9,15 @@
 //! - [`shard_id`]: `shardId-000000000000` ids and the lenient forms Kinesis accepts.
 //! - [`sequence`]: sequence numbers, derived from a shard index and a log position.
 //! - [`names`]: stream and consumer names, ARNs.
+//! - [`aggregate`]: the KPL aggregated-record format (many user records in one Kinesis record).
 
+pub mod aggregate;
 pub mod hash_key;
 pub mod names;
 pub mod sequence;
 pub mod shard_id;
 
+pub use aggregate::{Aggregate, AggregateBuilder};
 pub use hash_key::{HashKey, HashKeyRange};
 pub use names::{ConsumerArn, StreamArn, StreamName};
 pub use sequence::SequenceNumber;
