@@ -458,7 +458,7 @@ mod tests {
         assert!(Aggregate::parse(b"plain data").is_none());
         assert!(Aggregate::parse(&MAGIC).is_none());
         assert!(Aggregate::parse(&good[..FIXED_OVERHEAD]).is_none());
-        let mut bad_digest = good.clone();
+        let mut bad_digest = good;
         *bad_digest.last_mut().unwrap() ^= 1;
         assert!(Aggregate::parse(&bad_digest).is_none());
         // A record pointing past the key table, with a valid digest.
