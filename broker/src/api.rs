@@ -58,7 +58,7 @@ impl Format {
     fn decode<I: DeserializeOwned>(self, body: &[u8]) -> Result<I, ApiError> {
         match self {
             Format::Json => wire::decode_json(body),
-            Format::Cbor => wire::decode_value(cbor::decode(body)?),
+            Format::Cbor => cbor::decode(body),
         }
     }
 
@@ -171,7 +171,8 @@ where
     F: FnOnce(Arc<Broker>, I) -> Fut,
     Fut: Future<Output = Result<O, ApiError>>,
 {
-    let input: I = format.decode(body)?;
+    let cap = broker.config.limits.decode_item_cap();
+    let input: I = wire::with_item_cap(cap, || format.decode(body))?;
     let output = handler(broker.clone(), input).await?;
     // Operations without output answer with an empty body, as AWS does.
     let bytes = match format {
@@ -209,7 +210,8 @@ where
     Fut: Future<Output = Result<tokio::sync::mpsc::Receiver<bytes::Bytes>, ApiError>>,
 {
     // Event payloads are JSON whatever the request format, as AWS sends them.
-    let input: I = format.decode(body)?;
+    let cap = broker.config.limits.decode_item_cap();
+    let input: I = wire::with_item_cap(cap, || format.decode(body))?;
     Ok(Reply::Stream(handler(broker.clone(), input).await?))
 }
 

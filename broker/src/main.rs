@@ -129,11 +129,10 @@ async fn run(config: Config, test_clock: bool) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    let inflight_kib = (config.max_inflight_bytes / 1024).min(u64::from(u32::MAX >> 3)) as usize;
     let broker = Broker::open(config, clock).await?;
     let app = Arc::new(App {
         broker: broker.clone(),
-        inflight: Arc::new(tokio::sync::Semaphore::new(inflight_kib)),
+        budget: riffle_broker::budget::Budget::new(broker.config.max_inflight_bytes),
         auth: Box::new(AcceptAll),
         ready: AtomicBool::new(false),
     });
@@ -173,7 +172,10 @@ async fn run(config: Config, test_clock: bool) -> anyhow::Result<()> {
     tracing::info!(api = %api_addr, admin = %admin_addr, data_dir = %broker.data_dir().display(), "serving");
     println!("{ready}");
     server::shutdown_signal().await;
+    // Shutdown order: end subscriptions (their streams finish cleanly), stop accepting and
+    // drain ordinary requests within the grace period, then seal the shards and exit.
     app.ready.store(false, Ordering::Release);
+    broker.begin_shutdown();
     stop.cancel();
     let _ = api_task.await;
     let _ = admin_task.await;

@@ -16,6 +16,8 @@ mod data_plane;
 mod durability;
 #[path = "broker/fanout.rs"]
 mod fanout;
+#[path = "broker/hardening.rs"]
+mod hardening;
 #[path = "broker/limits.rs"]
 mod limits;
 #[path = "broker/metrics.rs"]

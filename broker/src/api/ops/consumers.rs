@@ -112,7 +112,7 @@ pub struct RegisterInput {
     #[serde(rename = "StreamARN")]
     stream_arn: Option<String>,
     consumer_name: Option<String>,
-    tags: Option<std::collections::BTreeMap<String, String>>,
+    tags: Option<crate::api::wire::TagMap>,
 }
 
 /// RegisterStreamConsumer output.
@@ -159,7 +159,7 @@ pub async fn register(
             name: name.clone(),
             created_ms,
             status: "CREATING".into(),
-            tags: input.tags.unwrap_or_default(),
+            tags: input.tags.unwrap_or_default().into_map(),
         };
         s.consumers.push(record.clone());
         record
