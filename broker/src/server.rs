@@ -87,7 +87,12 @@ impl hyper::body::Body for FullBody {
 
 /// A streaming body whose frames arrive on a channel; it ends when the sender is dropped.
 #[derive(Debug)]
-pub struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+pub struct ChannelBody {
+    frames: tokio::sync::mpsc::Receiver<Bytes>,
+    /// Counts the stream as a request in flight on its connection while it lasts, so an
+    /// open subscription never makes its connection look idle.
+    in_flight: Option<InFlight>,
+}
 
 impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
@@ -97,7 +102,7 @@ impl hyper::body::Body for ChannelBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        self.0
+        self.frames
             .poll_recv(cx)
             .map(|frame| frame.map(|b| Ok(hyper::body::Frame::data(b))))
     }
@@ -439,7 +444,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             with_body(
                 StatusCode::OK,
                 Some("application/vnd.amazon.eventstream"),
-                Body::Right(ChannelBody(frames)),
+                Body::Right(ChannelBody {
+                    frames,
+                    in_flight: None,
+                }),
                 &rid,
             )
         }
@@ -658,7 +666,13 @@ impl Connection {
             let guard = seen.begin();
             let fut = svc(app.clone(), req);
             async move {
-                let r = fut.await;
+                let mut r = fut.await;
+                if let Ok(resp) = &mut r {
+                    if let Body::Right(stream) = resp.body_mut() {
+                        stream.in_flight = Some(guard);
+                        return r;
+                    }
+                }
                 drop(guard);
                 r
             }
@@ -738,6 +752,7 @@ impl Activity {
 }
 
 /// A request being handled on a connection.
+#[derive(Debug)]
 struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {

@@ -653,6 +653,19 @@ pub mod http {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> std::io::Result<Response> {
+        request_within(addr, method, path, headers, body, Duration::from_secs(10)).await
+    }
+
+    /// [`request`] with its own time limit (large bodies through a debug build on a busy
+    /// machine may need more than 10 s).
+    pub async fn request_within(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        limit: Duration,
+    ) -> std::io::Result<Response> {
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
@@ -663,11 +676,20 @@ pub mod http {
         ));
         let mut raw = head.into_bytes();
         raw.extend_from_slice(body);
-        send_raw(addr, &raw).await
+        send_raw_within(addr, &raw, limit).await
     }
 
     /// Writes `raw` bytes as-is and parses what comes back (10 s timeout).
     pub async fn send_raw(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
+        send_raw_within(addr, raw, Duration::from_secs(10)).await
+    }
+
+    /// [`send_raw`] with its own time limit.
+    pub async fn send_raw_within(
+        addr: SocketAddr,
+        raw: &[u8],
+        limit: Duration,
+    ) -> std::io::Result<Response> {
         let fut = async {
             let mut stream = tokio::net::TcpStream::connect(addr).await?;
             stream.write_all(raw).await?;
@@ -696,7 +718,7 @@ pub mod http {
                 )
             })
         };
-        tokio::time::timeout(Duration::from_secs(10), fut)
+        tokio::time::timeout(limit, fut)
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "HTTP timeout"))?
     }

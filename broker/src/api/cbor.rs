@@ -182,7 +182,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
             Type::Array | Type::ArrayIndef => {
                 let left = self.d.array()?;
                 self.enter()?;
-                let mut seq = Seq { de: self, left };
+                let mut seq = Items { de: self, left };
                 let v = visitor.visit_seq(&mut seq)?;
                 seq.finish()?;
                 self.depth -= 1;
@@ -191,7 +191,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
             Type::Map | Type::MapIndef => {
                 let left = self.d.map()?;
                 self.enter()?;
-                let mut map = Map { de: self, left };
+                let mut map = Items { de: self, left };
                 let v = visitor.visit_map(&mut map)?;
                 map.finish()?;
                 self.depth -= 1;
@@ -280,15 +280,27 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
     }
 }
 
-/// The items of an array.
-struct Seq<'a, 'de> {
+/// The items of an array, or the entries of a map.
+struct Items<'a, 'de> {
     de: &'a mut Deserializer<'de>,
-    /// Items left in a definite array; `None` for an indefinite one.
+    /// Items left in a definite array or map; `None` for an indefinite one.
     left: Option<u64>,
 }
 
-impl Seq<'_, '_> {
-    /// After the visitor: the array must hold no further items.
+impl Items<'_, '_> {
+    /// Whether another item follows (and counts it).
+    fn advance(&mut self) -> DeResult<bool> {
+        Ok(match &mut self.left {
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+            None => !self.de.at_break()?,
+        })
+    }
+
+    /// After the visitor: the container must hold no further items.
     fn finish(&mut self) -> DeResult<()> {
         match self.left {
             Some(0) => Ok(()),
@@ -296,27 +308,8 @@ impl Seq<'_, '_> {
                 self.de.d.skip()?;
                 Ok(())
             }
-            _ => Err(de::Error::custom(
-                "invalid length: trailing items in a list",
-            )),
+            _ => Err(de::Error::custom("invalid length: trailing items")),
         }
-    }
-}
-
-impl<'de> de::SeqAccess<'de> for Seq<'_, 'de> {
-    type Error = DecodeError;
-
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> DeResult<Option<T::Value>> {
-        match &mut self.left {
-            Some(0) => return Ok(None),
-            Some(n) => *n -= 1,
-            None if self.de.at_break()? => return Ok(None),
-            None => {}
-        }
-        seed.deserialize(&mut *self.de).map(Some)
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -325,36 +318,30 @@ impl<'de> de::SeqAccess<'de> for Seq<'_, 'de> {
     }
 }
 
-/// The entries of a map.
-struct Map<'a, 'de> {
-    de: &'a mut Deserializer<'de>,
-    left: Option<u64>,
-}
+impl<'de> de::SeqAccess<'de> for Items<'_, 'de> {
+    type Error = DecodeError;
 
-impl Map<'_, '_> {
-    fn finish(&mut self) -> DeResult<()> {
-        match self.left {
-            Some(0) => Ok(()),
-            None if self.de.at_break()? => {
-                self.de.d.skip()?;
-                Ok(())
-            }
-            _ => Err(de::Error::custom(
-                "invalid length: trailing entries in a map",
-            )),
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> DeResult<Option<T::Value>> {
+        if !self.advance()? {
+            return Ok(None);
         }
+        seed.deserialize(&mut *self.de).map(Some)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Items::size_hint(self)
     }
 }
 
-impl<'de> de::MapAccess<'de> for Map<'_, 'de> {
+impl<'de> de::MapAccess<'de> for Items<'_, 'de> {
     type Error = DecodeError;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> DeResult<Option<K::Value>> {
-        match &mut self.left {
-            Some(0) => return Ok(None),
-            Some(n) => *n -= 1,
-            None if self.de.at_break()? => return Ok(None),
-            None => {}
+        if !self.advance()? {
+            return Ok(None);
         }
         let key = self.de.key()?;
         self.de.timestamp = TIMESTAMP_MEMBERS.contains(&key.as_ref());
@@ -371,7 +358,7 @@ impl<'de> de::MapAccess<'de> for Map<'_, 'de> {
     }
 
     fn size_hint(&self) -> Option<usize> {
-        self.left.map(|n| n.min(16) as usize)
+        Items::size_hint(self)
     }
 }
 
