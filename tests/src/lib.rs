@@ -115,11 +115,26 @@ pub fn cmp_seq(a: &str, b: &str) -> std::cmp::Ordering {
 ///
 /// Panics with instructions if the binary does not exist.
 pub fn broker_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("RIFFLE_BROKER_BIN") {
+    workspace_binary("riffle-broker", "RIFFLE_BROKER_BIN")
+}
+
+/// Path of the `riffle` command-line tool: `$RIFFLE_CLI_BIN`, else the workspace's
+/// `target/<profile>/riffle` (built by `cargo build`, like the broker).
+///
+/// # Panics
+///
+/// Panics with instructions if the binary does not exist.
+pub fn cli_binary() -> PathBuf {
+    workspace_binary("riffle", "RIFFLE_CLI_BIN")
+}
+
+/// A binary of this workspace: `$env` if set, else `<target>/<profile>/<name>`.
+fn workspace_binary(name: &str, env: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
         let p = PathBuf::from(p);
         assert!(
             p.is_file(),
-            "RIFFLE_BROKER_BIN points at {}, which is not a file",
+            "{env} points at {}, which is not a file",
             p.display()
         );
         return p;
@@ -136,12 +151,11 @@ pub fn broker_binary() -> PathBuf {
     } else {
         "release"
     };
-    let bin = target.join(profile).join("riffle-broker");
+    let bin = target.join(profile).join(name);
     assert!(
         bin.is_file(),
-        "the broker binary {} is missing: run `cargo build -p riffle-broker` \
-         (or `cargo build` at the workspace root, which builds all binaries; \
-         `cargo test` alone does not) before the tests, or set RIFFLE_BROKER_BIN",
+        "the binary {} is missing: run `cargo build` at the workspace root \
+         (which builds all binaries; `cargo test` alone does not) before the tests, or set {env}",
         bin.display()
     );
     bin
