@@ -30,6 +30,22 @@ READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
 CLI_TIMEOUT_S = 60.0
 
+# Authentication is on: every client of the suite signs with a key the broker knows, so
+# each test also proves that client's SigV4 signatures verify.
+CREDENTIALS_TOML = """\
+[[users]]
+name = "compat"
+access_key_id = "AKIDRIFFLECOMPAT"
+secret_access_key = "riffle-compat-secret"
+policies = ["administrator"]
+
+[[users]]
+name = "js"
+access_key_id = "AKIDRIFFLEJS"
+secret_access_key = "riffle-js-secret"
+policies = ["administrator"]
+"""
+
 CONFIG_TOML = """\
 [streams]
 status_delay = "50ms"
@@ -115,7 +131,9 @@ def broker():
         data_dir = tmp / "data"
         data_dir.mkdir()
         config = tmp / "riffle.toml"
-        config.write_text(CONFIG_TOML)
+        credentials = tmp / "credentials.toml"
+        credentials.write_text(CREDENTIALS_TOML)
+        config.write_text(CONFIG_TOML + f'\n[auth]\ncredentials_file = "{credentials}"\n')
         stderr_path = tmp / "broker.stderr"
         with open(stderr_path, "wb") as stderr:
             proc = subprocess.Popen(

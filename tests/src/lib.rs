@@ -165,6 +165,7 @@ fn workspace_binary(name: &str, env: &str) -> PathBuf {
 #[derive(Debug, Default)]
 pub struct TestBrokerBuilder {
     config_toml: Option<String>,
+    credentials: Option<String>,
     test_clock: bool,
     data_dir: Option<PathBuf>,
     tls: Option<(String, String)>,
@@ -177,6 +178,14 @@ impl TestBrokerBuilder {
     /// read from the ready line; see [`TestBroker::tls_endpoint`].
     pub fn tls(mut self, cert_chain_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
         self.tls = Some((cert_chain_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Turns authentication on with this credentials file (TOML, see the broker's
+    /// `auth/keys.rs`). Without it, a config that has no `[auth]` table gets
+    /// `anonymous = true`, so tests that are not about authentication need no keys.
+    pub fn credentials(mut self, toml: impl Into<String>) -> Self {
+        self.credentials = Some(toml.into());
         self
     }
 
@@ -214,6 +223,16 @@ impl TestBrokerBuilder {
         let mut config = self
             .config_toml
             .unwrap_or_else(|| DEFAULT_CONFIG.to_string());
+        if let Some(creds) = &self.credentials {
+            let path = scratch.path().join("credentials.toml");
+            std::fs::write(&path, creds).expect("write credentials");
+            config.push_str(&format!(
+                "\n[auth]\ncredentials_file = {:?}\nreload_interval = \"200ms\"\n",
+                path.display().to_string()
+            ));
+        } else if !config.contains("[auth]") {
+            config.push_str("\n[auth]\nanonymous = true\n");
+        }
         if let Some((cert, key)) = &self.tls {
             let cert_path = scratch.path().join("tls.crt");
             let key_path = scratch.path().join("tls.key");
@@ -419,6 +438,12 @@ impl TestBroker {
         self.running().pid
     }
 
+    /// The credentials file given to [`TestBrokerBuilder::credentials`] (rewrite it to test
+    /// reloading; the broker checks it every 200 ms).
+    pub fn credentials_file(&self) -> PathBuf {
+        self._scratch.path().join("credentials.toml")
+    }
+
     /// The data directory (kept across [`restart`](Self::restart)).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -604,13 +629,28 @@ fn parse_ready_tls(line: &str) -> Option<SocketAddr> {
 /// Builds a Kinesis client for `endpoint` with the harness's settings (see
 /// [`TestBroker::client`]).
 pub fn make_client(endpoint: &str) -> aws_sdk_kinesis::Client {
+    client_with_keys(endpoint, TEST_ACCESS_KEY, TEST_SECRET_KEY, None)
+}
+
+/// The access key id [`make_client`] signs with.
+pub const TEST_ACCESS_KEY: &str = "AKIDRIFFLETEST";
+/// The secret [`make_client`] signs with.
+pub const TEST_SECRET_KEY: &str = "riffle-test-secret";
+
+/// A client like [`make_client`] signing with other credentials (and a session token).
+pub fn client_with_keys(
+    endpoint: &str,
+    access_key: &str,
+    secret: &str,
+    session_token: Option<&str>,
+) -> aws_sdk_kinesis::Client {
     let config = aws_sdk_kinesis::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .credentials_provider(Credentials::new(
-            "AKIDRIFFLETEST",
-            "riffle-test-secret",
-            None,
+            access_key,
+            secret,
+            session_token.map(str::to_owned),
             None,
             "riffle-tests",
         ))

@@ -6,6 +6,8 @@
 //! `cargo build` at the workspace root); `cargo test` alone does not build
 //! `target/debug/riffle-broker`. See the `riffle_tests` crate docs.
 
+#[path = "broker/auth.rs"]
+mod auth;
 #[path = "broker/common.rs"]
 mod common;
 #[path = "broker/control_plane.rs"]
