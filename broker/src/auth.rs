@@ -10,8 +10,11 @@
 //! do anything (the local quickstart); the broker says so in its log at start.
 
 pub mod keys;
+pub mod oidc;
 pub mod policy;
+pub mod session;
 pub mod sigv4;
+pub mod sts;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -119,6 +122,18 @@ pub struct AuthConfig {
     /// How far a request's signing time may be from the broker's clock.
     #[serde(with = "humantime_serde")]
     pub clock_skew: Duration,
+    /// The key that seals temporary credentials [default: `<data_dir>/session.key`, created
+    /// on first start]. Brokers sharing it accept each other's temporary credentials.
+    pub session_key_file: Option<PathBuf>,
+    /// How long temporary credentials last when the caller does not say.
+    #[serde(with = "humantime_serde")]
+    pub session_duration: Duration,
+    /// The longest temporary credentials may last.
+    #[serde(with = "humantime_serde")]
+    pub max_session_duration: Duration,
+    /// Web identity tokens accepted by AssumeRoleWithWebIdentity (Kubernetes service
+    /// accounts, or any OIDC issuer).
+    pub web_identity: Option<oidc::WebIdentityConfig>,
 }
 
 impl Default for AuthConfig {
@@ -128,33 +143,77 @@ impl Default for AuthConfig {
             credentials_file: None,
             reload_interval: Duration::from_secs(5),
             clock_skew: Duration::from_secs(300),
+            session_key_file: None,
+            session_duration: Duration::from_secs(3600),
+            max_session_duration: Duration::from_secs(12 * 3600),
+            web_identity: None,
         }
     }
 }
 
 /// A user as requests are checked against it.
-#[derive(Debug)]
 struct Identity {
+    name: String,
     arn: String,
     secret: String,
     policies: Arc<PolicySet>,
 }
 
-/// The credentials in force: compiled from one reading of the credentials file.
-#[derive(Debug, Default)]
-struct Credentials {
-    by_key: std::collections::HashMap<String, Identity>,
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("arn", &self.arn)
+            .finish_non_exhaustive()
+    }
 }
 
-/// SigV4 verification against the credentials file.
+/// A role as sessions of it are checked.
+#[derive(Debug)]
+pub(crate) struct Role {
+    pub(crate) policies: Arc<PolicySet>,
+    pub(crate) trusted_users: Vec<String>,
+    pub(crate) service_accounts: Vec<String>,
+}
+
+/// The credentials in force: compiled from one reading of the credentials file.
+#[derive(Debug, Default)]
+pub(crate) struct Credentials {
+    by_key: std::collections::HashMap<String, Identity>,
+    pub(crate) roles: std::collections::HashMap<String, Role>,
+}
+
+/// SigV4 verification against the credentials file, and the temporary credentials sealed
+/// with the session key.
 #[derive(Debug)]
 pub struct SigV4 {
     path: PathBuf,
-    region: String,
-    account: String,
+    pub(crate) region: String,
+    pub(crate) account: String,
     skew: i64,
     current: RwLock<Arc<Credentials>>,
     loaded: RwLock<Option<SystemTime>>,
+    pub(crate) sealer: session::Sealer,
+    /// The broker's clock: temporary credentials are issued and expire by it.
+    pub(crate) clock: crate::clock::Clock,
+}
+
+/// Why a signed request was not accepted, before it is put in a protocol's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    Missing,
+    Incomplete(String),
+    UnknownKey,
+    ExpiredToken,
+    Mismatch,
+    Skewed(String),
+    Scope(String),
+}
+
+/// A verified signature: who signed, and the user name for long-lived keys.
+#[derive(Debug)]
+pub(crate) struct Signed {
+    pub(crate) principal: Principal,
+    pub(crate) user: Option<String>,
 }
 
 fn compile(ring: &Keyring, region: &str, account: &str) -> Result<Credentials, String> {
@@ -165,13 +224,27 @@ fn compile(ring: &Keyring, region: &str, account: &str) -> Result<Credentials, S
         by_key.insert(
             key.clone(),
             Identity {
+                name: user.name.clone(),
                 arn: format!("arn:aws:iam::{account}:user/{}", user.name),
                 secret: user.secret.clone(),
                 policies: Arc::new(policies),
             },
         );
     }
-    Ok(Credentials { by_key })
+    let mut roles = std::collections::HashMap::new();
+    for (name, r) in &ring.roles {
+        let policies = PolicySet::compile(&r.policies, region, account)
+            .map_err(|e| format!("role {name}: {e}"))?;
+        roles.insert(
+            name.clone(),
+            Role {
+                policies: Arc::new(policies),
+                trusted_users: r.trusted_users.clone(),
+                service_accounts: r.service_accounts.clone(),
+            },
+        );
+    }
+    Ok(Credentials { by_key, roles })
 }
 
 fn modified(path: &std::path::Path) -> Option<SystemTime> {
@@ -188,15 +261,28 @@ fn auth_error(kind: &'static str, message: impl Into<String>) -> ApiError {
     }
 }
 
-const BAD_SIGNATURE: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
+pub(crate) const BAD_SIGNATURE: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
 
 impl SigV4 {
-    /// Loads the credentials file.
-    pub fn open(config: &AuthConfig, region: &str, account: &str) -> Result<SigV4, String> {
+    /// Loads the credentials file and the session key (`<data_dir>/session.key` unless
+    /// configured).
+    pub fn open(
+        config: &AuthConfig,
+        region: &str,
+        account: &str,
+        data_dir: &std::path::Path,
+        clock: crate::clock::Clock,
+    ) -> Result<SigV4, String> {
         let path = config
             .credentials_file
             .clone()
             .ok_or("auth.credentials_file is not set")?;
+        let key_file = config
+            .session_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("session.key"));
+        let sealer = session::Sealer::from_file(&key_file)
+            .map_err(|e| format!("session key {}: {e}", key_file.display()))?;
         let stamp = modified(&path);
         let ring = Keyring::load(&path).map_err(|e| e.to_string())?;
         let creds = compile(&ring, region, account)?;
@@ -207,7 +293,14 @@ impl SigV4 {
             skew: config.clock_skew.as_secs() as i64,
             current: RwLock::new(Arc::new(creds)),
             loaded: RwLock::new(stamp),
+            sealer,
+            clock,
         })
+    }
+
+    /// The credentials in force.
+    pub(crate) fn credentials(&self) -> Arc<Credentials> {
+        self.current.read().clone()
     }
 
     /// Users known now.
@@ -255,14 +348,21 @@ impl SigV4 {
     }
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-impl Authenticator for SigV4 {
-    fn authenticate(&self, req: &RequestHead<'_>, body: &[u8]) -> Result<Principal, ApiError> {
+impl SigV4 {
+    /// Verifies a request signed for `service`: long-lived keys from the credentials file,
+    /// or temporary credentials whose session token this broker sealed.
+    pub(crate) fn verify_signed(
+        &self,
+        req: &RequestHead<'_>,
+        body: &[u8],
+        service: &str,
+    ) -> Result<Signed, Failure> {
         let headers: Vec<(&str, &str)> = req
             .headers
             .iter()
@@ -288,54 +388,101 @@ impl Authenticator for SigV4 {
         };
         let auth = match parsed {
             Ok(Some(a)) => a,
-            Ok(None) | Err(SigError::Missing) => {
-                return Err(auth_error(
-                    "MissingAuthenticationTokenException",
-                    "Missing Authentication Token",
-                ))
-            }
-            Err(SigError::Incomplete(m)) => {
-                return Err(auth_error("IncompleteSignatureException", m))
-            }
-            Err(SigError::Mismatch) => {
-                return Err(auth_error("InvalidSignatureException", BAD_SIGNATURE))
-            }
-            Err(SigError::Skewed(m)) => return Err(auth_error("InvalidSignatureException", m)),
+            Ok(None) | Err(SigError::Missing) => return Err(Failure::Missing),
+            Err(SigError::Incomplete(m)) => return Err(Failure::Incomplete(m)),
+            Err(SigError::Mismatch) => return Err(Failure::Mismatch),
+            Err(SigError::Skewed(m)) => return Err(Failure::Skewed(m)),
         };
-        if auth.service != "kinesis" {
-            return Err(auth_error(
-                "InvalidSignatureException",
-                "Credential should be scoped to correct service: 'kinesis'. ",
-            ));
+        if auth.service != service {
+            return Err(Failure::Scope(format!(
+                "Credential should be scoped to correct service: '{service}'. "
+            )));
         }
         if auth.region != self.region {
-            return Err(auth_error(
-                "InvalidSignatureException",
-                format!(
-                    "Credential should be scoped to a valid region, not '{}'. ",
-                    auth.region
-                ),
-            ));
+            return Err(Failure::Scope(format!(
+                "Credential should be scoped to a valid region, not '{}'. ",
+                auth.region
+            )));
         }
-        let creds = self.current.read().clone();
-        let Some(identity) = creds.by_key.get(&auth.access_key) else {
-            return Err(auth_error(
-                "UnrecognizedClientException",
-                "The security token included in the request is invalid.",
-            ));
+        let creds = self.credentials();
+        let now = now_secs();
+        let token = sreq
+            .header("x-amz-security-token")
+            .map(str::to_owned)
+            .or_else(|| sigv4::query_value(req.query, "X-Amz-Security-Token"));
+        let (secret, signed) = if let Some(identity) = creds.by_key.get(&auth.access_key) {
+            (
+                identity.secret.clone(),
+                Signed {
+                    principal: Principal {
+                        access_key: Some(auth.access_key.clone()),
+                        arn: identity.arn.clone(),
+                        policies: Some(identity.policies.clone()),
+                    },
+                    user: Some(identity.name.clone()),
+                },
+            )
+        } else if auth.access_key.starts_with("ASIA") {
+            let session = token
+                .as_deref()
+                .and_then(|t| self.sealer.open(t))
+                .filter(|s| s.access_key == auth.access_key)
+                .ok_or(Failure::UnknownKey)?;
+            let role = creds.roles.get(&session.role).ok_or(Failure::UnknownKey)?;
+            if session.expires <= self.clock.now_ms() / 1000 {
+                return Err(Failure::ExpiredToken);
+            }
+            (
+                session.secret.clone(),
+                Signed {
+                    principal: Principal {
+                        access_key: Some(auth.access_key.clone()),
+                        arn: format!(
+                            "arn:aws:sts::{}:assumed-role/{}/{}",
+                            self.account, session.role, session.session
+                        ),
+                        policies: Some(role.policies.clone()),
+                    },
+                    user: None,
+                },
+            )
+        } else {
+            return Err(Failure::UnknownKey);
         };
-        let check = sigv4::check_time(&auth, now_secs(), self.skew)
-            .and_then(|()| sigv4::verify(&sreq, &auth, &identity.secret));
-        match check {
-            Ok(()) => Ok(Principal {
-                access_key: Some(auth.access_key),
-                arn: identity.arn.clone(),
-                policies: Some(identity.policies.clone()),
-            }),
-            Err(SigError::Skewed(m)) => Err(auth_error("InvalidSignatureException", m)),
-            Err(SigError::Incomplete(m)) => Err(auth_error("IncompleteSignatureException", m)),
-            Err(_) => Err(auth_error("InvalidSignatureException", BAD_SIGNATURE)),
-        }
+        sigv4::check_time(&auth, now, self.skew)
+            .and_then(|()| sigv4::verify(&sreq, &auth, &secret))
+            .map_err(|e| match e {
+                SigError::Skewed(m) => Failure::Skewed(m),
+                SigError::Incomplete(m) => Failure::Incomplete(m),
+                _ => Failure::Mismatch,
+            })?;
+        Ok(signed)
+    }
+}
+
+impl Authenticator for SigV4 {
+    fn authenticate(&self, req: &RequestHead<'_>, body: &[u8]) -> Result<Principal, ApiError> {
+        self.verify_signed(req, body, "kinesis")
+            .map(|s| s.principal)
+            .map_err(|f| match f {
+                Failure::Missing => auth_error(
+                    "MissingAuthenticationTokenException",
+                    "Missing Authentication Token",
+                ),
+                Failure::Incomplete(m) => auth_error("IncompleteSignatureException", m),
+                Failure::UnknownKey => auth_error(
+                    "UnrecognizedClientException",
+                    "The security token included in the request is invalid.",
+                ),
+                Failure::ExpiredToken => auth_error(
+                    "ExpiredTokenException",
+                    "The security token included in the request is expired",
+                ),
+                Failure::Mismatch => auth_error("InvalidSignatureException", BAD_SIGNATURE),
+                Failure::Skewed(m) | Failure::Scope(m) => {
+                    auth_error("InvalidSignatureException", m)
+                }
+            })
     }
 }
 

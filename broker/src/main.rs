@@ -137,6 +137,8 @@ async fn run(config: Config, test_clock: bool) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let stop = CancellationToken::new();
+    let mut sts = None;
     let auth: Arc<dyn Authenticator> = if config.auth.anonymous {
         tracing::warn!(
             "AUTHENTICATION IS OFF (auth.anonymous): every request is accepted unchecked; \
@@ -146,14 +148,24 @@ async fn run(config: Config, test_clock: bool) -> anyhow::Result<()> {
         Arc::new(Anonymous)
     } else {
         let sigv4 = Arc::new(
-            SigV4::open(&config.auth, &config.region, &config.account_id)
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            SigV4::open(
+                &config.auth,
+                &config.region,
+                &config.account_id,
+                &config.data_dir,
+                clock.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
+        sts = Some(Arc::new(
+            riffle_broker::auth::sts::Sts::new(sigv4.clone(), &config.auth)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ));
         tracing::info!(users = sigv4.user_count(), "SigV4 authentication on");
         tokio::spawn(
             sigv4
                 .clone()
-                .watch(config.auth.reload_interval, CancellationToken::new()),
+                .watch(config.auth.reload_interval, stop.clone()),
         );
         sigv4
     };
@@ -162,9 +174,9 @@ async fn run(config: Config, test_clock: bool) -> anyhow::Result<()> {
         broker: broker.clone(),
         budget: riffle_broker::budget::Budget::new(broker.config.max_inflight_bytes),
         auth,
+        sts,
         ready: AtomicBool::new(false),
     });
-    let stop = CancellationToken::new();
     let api_addr = api.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let api_task = tokio::spawn(server::serve(

@@ -130,6 +130,8 @@ pub struct App {
     pub budget: Arc<Budget>,
     /// The authentication step.
     pub auth: Arc<dyn Authenticator>,
+    /// The STS endpoint (temporary credentials), when authentication is on.
+    pub sts: Option<Arc<crate::auth::sts::Sts>>,
     /// Whether the broker is ready to serve (for `/readyz`).
     pub ready: AtomicBool,
 }
@@ -310,6 +312,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    if content_type == "application/x-www-form-urlencoded" {
+        return Ok(sts_request(&app, req, &rid).await);
+    }
     let op = Operation::from_target(&target);
     let Some(format) = Format::from_content_type(&content_type) else {
         // Not an AWS JSON or CBOR request: answer as AWS does for unknown protocols.
@@ -435,6 +440,43 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         }
     };
     Ok(resp)
+}
+
+/// Serves an STS (AWS Query) request on the API port.
+async fn sts_request(app: &App, req: Request<Incoming>, rid: &str) -> Response<Body> {
+    let xml =
+        |a: crate::auth::sts::Answer| respond(a.status, Some("text/xml"), a.body.into_bytes(), rid);
+    let Some(sts) = &app.sts else {
+        return xml(crate::auth::sts::Answer {
+            status: StatusCode::BAD_REQUEST,
+            body: format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  <Error>\n    <Type>Sender</Type>\n    <Code>InvalidAction</Code>\n    <Message>STS is off on this broker: authentication is off (auth.anonymous)</Message>\n  </Error>\n  <RequestId>{rid}</RequestId>\n</ErrorResponse>\n"
+            ),
+        });
+    };
+    let reservation = app.budget.open(DECODE_FACTOR * 64 * 1024);
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, &reservation, &app.broker.config.http).await {
+        Ok(b) if b.len() <= 64 * 1024 => b,
+        Ok(_) | Err(BodyError::TooLarge) => {
+            return respond(StatusCode::PAYLOAD_TOO_LARGE, None, Vec::new(), rid)
+        }
+        Err(_) => return respond(StatusCode::REQUEST_TIMEOUT, None, Vec::new(), rid),
+    };
+    let authority = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+        parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let head = RequestHead {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        authority,
+        headers: &parts.headers,
+    };
+    xml(sts.handle(&head, &body, rid))
 }
 
 /// Serves one admin request.

@@ -69,7 +69,7 @@ impl Context {
         if sdk.region().is_none() {
             sdk = sdk.into_builder().region(Region::new("us-east-1")).build();
         }
-        if is_local(&endpoint) && !has_credentials(&sdk).await {
+        if is_local(&endpoint) && no_credentials_configured(&sdk).await {
             sdk = sdk
                 .into_builder()
                 .credentials_provider(aws_sdk_kinesis::config::SharedCredentialsProvider::new(
@@ -87,17 +87,21 @@ impl Context {
     }
 }
 
-/// Whether the configuration chain yields credentials (quickly: a local run must not wait
-/// on an instance metadata service that is not there).
-async fn has_credentials(sdk: &aws_config::SdkConfig) -> bool {
+/// Whether no source in the configuration chain has credentials at all (checked quickly: a
+/// local run must not wait on an instance metadata service that is not there). A source
+/// that is configured but fails (say, a web identity exchange refused) is not "none": its
+/// error must reach the user, not be papered over with placeholder keys.
+async fn no_credentials_configured(sdk: &aws_config::SdkConfig) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
     use aws_sdk_kinesis::config::ProvideCredentials;
     let Some(p) = sdk.credentials_provider() else {
-        return false;
+        return true;
     };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), p.provide_credentials()).await,
-        Ok(Ok(_))
-    )
+    match tokio::time::timeout(Duration::from_secs(2), p.provide_credentials()).await {
+        Ok(Ok(_)) => false,
+        Ok(Err(CredentialsError::CredentialsNotLoaded(_))) | Err(_) => true,
+        Ok(Err(_)) => false,
+    }
 }
 
 #[cfg(test)]

@@ -878,3 +878,78 @@ mod unit {
         assert!(parse_ready_tls("riffle-broker ready api=127.0.0.1:1 admin=x").is_none());
     }
 }
+
+/// A test OIDC issuer: an ECDSA P-256 key, its JWKS document, and web identity tokens
+/// signed with it (shaped like Kubernetes projected service-account tokens).
+pub mod oidc {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    /// The issuer the tests' tokens name.
+    pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+    /// The audience the tests' tokens are for.
+    pub const AUDIENCE: &str = "riffle";
+
+    /// A signing key and its public JWKS.
+    pub struct Issuer {
+        key_pem: String,
+        /// The JWKS document (`{"keys": [...]}`) for the broker.
+        pub jwks: String,
+        /// The key id.
+        pub kid: String,
+    }
+
+    impl std::fmt::Debug for Issuer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Issuer").field("kid", &self.kid).finish()
+        }
+    }
+
+    impl Issuer {
+        /// A fresh key, with key id `kid`.
+        pub fn new(kid: &str) -> Issuer {
+            let pair = rcgen::KeyPair::generate().expect("generate a P-256 key");
+            let raw = pair.public_key_raw();
+            assert_eq!(raw.len(), 65, "an uncompressed P-256 point");
+            let jwks = serde_json::json!({ "keys": [{
+                "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+                "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
+                "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
+            }]});
+            Issuer {
+                key_pem: pair.serialize_pem(),
+                jwks: jwks.to_string(),
+                kid: kid.to_owned(),
+            }
+        }
+
+        /// A token for the service account `namespace/name`, valid `lifetime_secs` from now
+        /// (negative: already expired), for `audience`.
+        pub fn token(
+            &self,
+            namespace: &str,
+            name: &str,
+            audience: &str,
+            lifetime_secs: i64,
+        ) -> String {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs() as i64;
+            let claims = serde_json::json!({
+                "iss": ISSUER,
+                "sub": format!("system:serviceaccount:{namespace}:{name}"),
+                "aud": [audience],
+                "iat": now - 10,
+                "nbf": now - 10,
+                "exp": now + lifetime_secs,
+                "kubernetes.io": { "namespace": namespace, "serviceaccount": { "name": name } },
+            });
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+            header.kid = Some(self.kid.clone());
+            let key = jsonwebtoken::EncodingKey::from_ec_pem(self.key_pem.as_bytes())
+                .expect("the key's PEM");
+            jsonwebtoken::encode(&header, &claims, &key).expect("sign a token")
+        }
+    }
+}

@@ -286,6 +286,14 @@ fn query_pairs(query: &str) -> Option<Vec<(String, String)>> {
         .collect()
 }
 
+/// One decoded query parameter.
+pub fn query_value(query: &str, name: &str) -> Option<String> {
+    query_pairs(query)?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
 /// Parses query authentication, if the query carries it.
 pub fn parse_query(query: &str) -> Result<Option<Authorization>, SigError> {
     let Some(pairs) = query_pairs(query) else {

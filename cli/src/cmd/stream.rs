@@ -228,19 +228,29 @@ fn shard_row(s: &Shard) -> Value {
 
 async fn describe(ctx: &Context, stream: &str) -> Result<()> {
     let s = summary(ctx, stream).await?;
-    let consumers: Vec<String> = match ctx
+    // Consumers are part of the picture, but a key that may describe the stream need not be
+    // allowed to list them: then they are shown as unknown rather than failing the command.
+    let consumers: Option<Vec<String>> = match ctx
         .kinesis
         .list_stream_consumers()
         .stream_arn(s.stream_arn())
         .send()
         .await
     {
-        Ok(out) => out
-            .consumers()
-            .iter()
-            .map(|c| format!("{} ({})", c.consumer_name(), c.consumer_status().as_str()))
-            .collect(),
-        Err(e) => return Err(from_sdk("ListStreamConsumers", &ctx.endpoint, e)),
+        Ok(out) => Some(
+            out.consumers()
+                .iter()
+                .map(|c| format!("{} ({})", c.consumer_name(), c.consumer_status().as_str()))
+                .collect(),
+        ),
+        Err(e) => {
+            use aws_sdk_kinesis::error::ProvideErrorMetadata;
+            if e.code() == Some("AccessDeniedException") {
+                None
+            } else {
+                return Err(from_sdk("ListStreamConsumers", &ctx.endpoint, e));
+            }
+        }
     };
     let all = shards(ctx, stream).await?;
     let rows: Vec<Value> = all.iter().map(shard_row).collect();

@@ -38,12 +38,39 @@ pub(crate) async fn riffle(endpoint: &str, args: &[&str]) -> Run {
     run(cmd).await
 }
 
-/// Runs a prepared command with no AWS configuration from the environment.
+/// Runs `riffle ARGS` against `endpoint` with these extra environment variables.
+pub(crate) async fn riffle_env(endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = tokio::process::Command::new(riffle_tests::cli_binary());
+    cmd.arg("--endpoint").arg(endpoint).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(cmd).await
+}
+
+/// Runs a prepared command with no AWS configuration from the environment (but what the
+/// caller set on it).
 pub(crate) async fn run(mut cmd: tokio::process::Command) -> Run {
-    cmd.env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_ENDPOINT_URL_KINESIS")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
+    let set: Vec<String> = cmd
+        .as_std()
+        .get_envs()
+        .map(|(k, _)| k.to_string_lossy().into_owned())
+        .collect();
+    for k in [
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_KINESIS",
+        "AWS_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ] {
+        if !set.iter().any(|s| s == k) {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("AWS_CONFIG_FILE", "/nonexistent")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdin(Stdio::null())
