@@ -5,7 +5,7 @@
 //! writes, the owner) is what the writer last saw, and it increments the counter. A refused
 //! write surfaces as [`LeaseStoreError::Conflict`] — for a holder that means "lease lost".
 //!
-//! Stores implement [`LeaseStore`]; every store passes the same [`conformance`] suite (enable
+//! Stores implement [`LeaseStore`]; every store passes the same `conformance` suite (enable
 //! the `conformance` feature to run it against a store of your own):
 //! - [`dynamodb`]: the Java KCL's lease table, shareable with Java/Python KCL workers;
 //! - [`sqlite`]: an embedded file shared by worker processes on one host.

@@ -63,10 +63,7 @@ pub async fn create_get_list(store: &dyn LeaseStore) {
     );
     assert!(store.get("conformance-missing").await.unwrap().is_none());
     let listed = store.list().await.unwrap();
-    assert!(
-        listed.iter().any(|x| *x == l),
-        "list holds the lease: {listed:?}"
-    );
+    assert!(listed.contains(&l), "list holds the lease: {listed:?}");
 }
 
 /// Take, renew, and the counter fence on both.
