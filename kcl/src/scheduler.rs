@@ -2,10 +2,10 @@
 //!
 //! One loop per worker:
 //! - every `lease_taker_interval`: list the lease table, update the expiry tracker, run the
-//!   pure [`balance`](crate::balance::balance) and execute its actions (take → start a holder
+//!   pure [`balance`] and execute its actions (take → start a holder
 //!   and a shard consumer; release → ask that consumer to shut down);
 //! - every `shard_sync_interval` (and at start): list the shards and create missing leases
-//!   with the pure [`leases_to_create`](crate::shard_sync::leases_to_create);
+//!   with the pure [`leases_to_create`];
 //! - on [`ShutdownHandle::shutdown`]: stop taking, ask every consumer to shut down (the
 //!   processor's `shutdown_requested`, then the lease is **released**, so other workers take
 //!   it on their next taker run instead of waiting for it to expire), wait for them.
