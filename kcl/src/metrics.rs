@@ -36,11 +36,12 @@ pub(crate) struct ShardLabel {
 
 /// How a lease was taken.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
 pub(crate) enum TakeKind {
     /// Unowned or expired.
-    Expired,
+    expired,
     /// From a live worker, to balance.
-    Stolen,
+    stolen,
 }
 
 /// `kind` label.

@@ -282,8 +282,8 @@ impl<P: RecordProcessor> Scheduler<P> {
         );
         for action in actions {
             let (key, kind) = match &action {
-                Action::Take { key } => (key, TakeKind::Expired),
-                Action::Steal { key, .. } => (key, TakeKind::Stolen),
+                Action::Take { key } => (key, TakeKind::expired),
+                Action::Steal { key, .. } => (key, TakeKind::stolen),
                 Action::Release { key } => {
                     if let Some(h) = held.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
                         h.shutdown.cancel();

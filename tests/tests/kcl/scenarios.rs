@@ -197,6 +197,7 @@ async fn poison(mode: RetrievalMode) {
     let bad = put_plain(&client, "in", "poison", 1).await;
     let log = Log::default();
     let l = log.clone();
+    let mut registry = prometheus_client::registry::Registry::default();
     let s = Scheduler::builder(cfg, client.clone(), Arc::clone(&store), move |shard| {
         Recorder {
             shard: shard.to_owned(),
@@ -206,6 +207,7 @@ async fn poison(mode: RetrievalMode) {
         }
     })
     .dead_letter(Arc::new(KinesisDeadLetter::new(client.clone(), "dlq")))
+    .metrics(&mut registry)
     .build()
     .unwrap();
     let h = spawn(s);
@@ -251,12 +253,6 @@ async fn poison(mode: RetrievalMode) {
     assert_eq!(attempts, 4, "{:?}", log.snapshot());
     assert!(!log.data().contains(&"poison-0".to_owned()));
     // The shard checkpointed past it.
-    let cp = store
-        .get("shardId-000000000000")
-        .await
-        .unwrap()
-        .unwrap()
-        .checkpoint;
     let after_seq = log
         .snapshot()
         .into_iter()
@@ -273,6 +269,26 @@ async fn poison(mode: RetrievalMode) {
     )
     .await;
     stop(h).await;
+
+    // The metrics saw it too.
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let metric = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
+    };
+    let shard = "{shard=\"shardId-000000000000\"}";
+    assert_eq!(
+        metric(&format!("kcl_dead_lettered_records_total{shard}")),
+        1.0
+    );
+    assert_eq!(metric(&format!("kcl_process_retries_total{shard}")), 2.0);
+    assert_eq!(metric(&format!("kcl_records_processed_total{shard}")), 10.0);
+    assert!(metric("kcl_leases_taken_total{kind=\"expired\"}") >= 1.0);
+    assert!(metric("kcl_checkpoint_seconds_count") >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
