@@ -122,8 +122,8 @@ pub struct AuthConfig {
     /// How far a request's signing time may be from the broker's clock.
     #[serde(with = "humantime_serde")]
     pub clock_skew: Duration,
-    /// The key that seals temporary credentials [default: `<data_dir>/session.key`, created
-    /// on first start]. Brokers sharing it accept each other's temporary credentials.
+    /// The key that seals temporary credentials (default: `<data_dir>/session.key`, created
+    /// on first start). Brokers sharing it accept each other's temporary credentials.
     pub session_key_file: Option<PathBuf>,
     /// How long temporary credentials last when the caller does not say.
     #[serde(with = "humantime_serde")]

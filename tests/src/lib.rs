@@ -1,4 +1,5 @@
-//! End-to-end test harness for the Riffle broker.
+//! End-to-end test harness for the Riffle broker (and [`MotoServer`], a real
+//! DynamoDB-compatible server for the consumer library's lease tables).
 //!
 //! The harness starts the real `riffle-broker` binary as a child process on
 //! loopback ports chosen by the OS, waits for its readiness line, and hands out
@@ -48,6 +49,9 @@
 //!     .unwrap();
 //! # }
 //! ```
+
+pub mod moto;
+pub use moto::MotoServer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
