@@ -51,8 +51,8 @@ impl Attempt {
 pub struct PutError {
     /// Why it failed.
     pub kind: PutErrorKind,
-    /// The record, as it was given to `put`.
-    pub record: Record,
+    /// The record, as it was given to `put` (boxed, so that a result stays small).
+    pub record: Box<Record>,
     /// Every attempt that failed, oldest first (empty if it never reached Kinesis).
     pub attempts: Vec<Attempt>,
 }
@@ -60,7 +60,7 @@ pub struct PutError {
 impl PutError {
     /// The record, to put again or elsewhere.
     pub fn into_record(self) -> Record {
-        self.record
+        *self.record
     }
 
     /// The error code of the last attempt, if there was one.
@@ -145,7 +145,7 @@ impl TryPutError {
     pub fn into_record(self) -> Record {
         match self {
             TryPutError::Full(r) => r,
-            TryPutError::Refused(e) => e.record,
+            TryPutError::Refused(e) => *e.record,
         }
     }
 }

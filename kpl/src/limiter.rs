@@ -54,6 +54,7 @@ impl TokenBucket {
     }
 
     /// Tokens available at `now`.
+    #[cfg(test)]
     pub(crate) fn available(&mut self, now: Instant) -> f64 {
         self.refill(now);
         self.tokens
@@ -128,6 +129,7 @@ impl ShardLimiter {
     }
 
     /// The fraction of the configured rate in force.
+    #[cfg(test)]
     pub(crate) fn factor(&self) -> f64 {
         self.factor
     }

@@ -1477,6 +1477,11 @@ impl Pipeline {
 
     // ------------------------------------------------------------------ introspection
 
+    /// Streams registered.
+    pub(crate) fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
     /// The name of a stream.
     pub(crate) fn stream_name(&self, s: StreamIx) -> &Arc<str> {
         &self.streams[s as usize].name

@@ -110,7 +110,7 @@ impl Future for PutHandle {
                 // one (mem::forget) gets here; its record is gone with it.
                 Err(PutError {
                     kind: PutErrorKind::Stopped,
-                    record: Record::default(),
+                    record: Box::default(),
                     attempts: Vec::new(),
                 })
             })
@@ -200,6 +200,13 @@ impl Pending {
         });
     }
 
+    /// Takes the record back without answering the handle (the `put` returns an error
+    /// itself).
+    pub(crate) fn abandon(mut self) -> Record {
+        self.done = None;
+        std::mem::take(&mut self.record)
+    }
+
     /// Sends the outcome to the `put`'s handle (a dropped handle is fine: fire and forget).
     pub(crate) fn resolve(mut self, verdict: Verdict) {
         let Some(tx) = self.done.take() else {
@@ -220,7 +227,7 @@ impl Pending {
             }),
             Verdict::Failed(kind) => Err(PutError {
                 kind,
-                record: std::mem::take(&mut self.record),
+                record: Box::new(std::mem::take(&mut self.record)),
                 attempts,
             }),
         };
@@ -233,7 +240,7 @@ impl Drop for Pending {
         if let Some(tx) = self.done.take() {
             let _ = tx.send(Err(PutError {
                 kind: PutErrorKind::Stopped,
-                record: std::mem::take(&mut self.record),
+                record: Box::new(std::mem::take(&mut self.record)),
                 attempts: std::mem::take(&mut self.attempts),
             }));
         }
@@ -261,7 +268,7 @@ mod tests {
         drop(p);
         let e = h.await.unwrap_err();
         assert_eq!(e.kind, PutErrorKind::Stopped);
-        assert_eq!(e.record, Record::new("k", &b"data"[..]));
+        assert_eq!(*e.record, Record::new("k", &b"data"[..]));
     }
 
     #[tokio::test]
