@@ -29,7 +29,7 @@
 //! index in `records`.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use md5::{Digest, Md5};
 
@@ -102,10 +102,25 @@ impl Hasher for PassThrough {
     }
 }
 
+/// A fast 64-bit hash of a key (FxHash-style: 8 bytes at a time, rotate, xor, multiply).
+/// The keys are the producer's own, so collision resistance against an adversary does not
+/// matter; a collision only costs deduplication (see [`KeyTable`]).
 fn key_hash(key: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    key.hash(&mut h);
-    h.finish()
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+    let mut h: u64 = key.len() as u64;
+    let mut chunks = key.as_bytes().chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut b = [0u8; 8];
+        b[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(K);
+    }
+    // Spread the high bits down: the table indexes by the low ones.
+    h ^ (h >> 29)
 }
 
 /// A deduplicated key table in first-seen order, its keys in one arena (no allocation per
@@ -121,6 +136,14 @@ struct KeyTable {
 }
 
 impl KeyTable {
+    fn with_capacity(keys: usize, bytes: usize) -> KeyTable {
+        KeyTable {
+            arena: String::with_capacity(bytes),
+            spans: Vec::with_capacity(keys),
+            lookup: HashMap::with_capacity_and_hasher(keys, Default::default()),
+        }
+    }
+
     fn get(&self, i: u32) -> &str {
         let (start, len) = self.spans[i as usize];
         &self.arena[start as usize..(start + len) as usize]
@@ -189,6 +212,17 @@ impl AggregateLayout {
     /// An empty layout.
     pub fn new() -> AggregateLayout {
         AggregateLayout::default()
+    }
+
+    /// An empty layout with room for `records` records and as many distinct partition keys
+    /// of about `key_len` bytes each, so that filling it does not reallocate.
+    pub fn with_capacity(records: usize, key_len: usize) -> AggregateLayout {
+        AggregateLayout {
+            partition_keys: KeyTable::with_capacity(records, records * key_len),
+            explicit_hash_keys: KeyTable::default(),
+            records: Vec::with_capacity(records),
+            body_len: 0,
+        }
     }
 
     /// User records added so far.

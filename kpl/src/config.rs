@@ -11,29 +11,8 @@
 //! ordered = true
 //! ```
 //!
-//! | setting | default | KPL name |
-//! |---|---|---|
-//! | `aggregation_enabled` | `true` | AggregationEnabled |
-//! | `aggregation_max_count` | 4 294 967 295 | AggregationMaxCount |
-//! | `aggregation_max_size` | 51 200 B | AggregationMaxSize |
-//! | `collection_max_count` | 500 | CollectionMaxCount |
-//! | `collection_max_size` | 5 242 880 B | CollectionMaxSize |
-//! | `record_max_buffered_time` | 100 ms | RecordMaxBufferedTime |
-//! | `record_ttl` | 30 s | RecordTtl |
-//! | `rate_limit` | 150 (%) | RateLimit |
-//! | `shard_records_per_second` | 1 000 | (the Kinesis shard limit the KPL assumes) |
-//! | `shard_bytes_per_second` | 1 048 576 | (likewise) |
-//! | `fail_if_throttled` | `false` | FailIfThrottled |
-//! | `max_user_record_size` | 1 048 576 B | MaxUserRecordSize |
-//! | `max_concurrent_requests` | 24 | MaxConnections |
-//! | `request_timeout` | 6 s | RequestTimeout |
-//! | `connect_timeout` | 6 s | ConnectTimeout |
-//! | `retries` | `true` | — (the KPL always retries) |
-//! | `retry_initial_backoff` | 100 ms | — (the KPL has no backoff) |
-//! | `retry_max_backoff` | 5 s | — |
-//! | `max_buffered_records` | 500 000 | — (the KPL is unbounded) |
-//! | `max_buffered_bytes` | 128 MiB | — |
-//! | `ordered` | `false` | — |
+//! The table of every setting, its default, its KPL name and range is in the
+//! [crate docs](crate#configuration).
 
 use std::time::Duration;
 
@@ -48,7 +27,7 @@ pub(crate) const MAX_PARTITION_KEY_BYTES: usize = 1024;
 /// The most characters a partition key may have (Kinesis's limit).
 pub(crate) const MAX_PARTITION_KEY_CHARS: usize = 256;
 
-/// Producer settings. See the [module docs](self) for the table of defaults.
+/// Producer settings; the [crate docs](crate#configuration) list them with their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {

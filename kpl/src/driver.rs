@@ -19,7 +19,7 @@
 //! per-record channel send, no per-record task.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +44,14 @@ use crate::shard_map::ShardInfo;
 
 /// Most ListShards pages read for one map (1,000 shards each).
 const MAX_LIST_SHARDS_PAGES: usize = 100;
+
+/// How long the engine lets records gather in the intake after the first one arrives
+/// before it takes them. Waking it for every record would cost a thread wake-up each;
+/// nothing is sent sooner than this anyway unless a request fills.
+const INTAKE_LINGER: Duration = Duration::from_millis(1);
+
+/// A batch this large is taken at once.
+const INTAKE_HIGH_WATER: usize = 4096;
 
 /// Records accepted by `put` on their way to the engine.
 #[derive(Debug, Default)]
@@ -91,8 +99,6 @@ pub(crate) struct Shared {
     pub(crate) bytes: Semaphore,
     /// `shutdown` was called (checked before waiting for budget).
     pub(crate) closed: AtomicBool,
-    /// Records accepted and not yet resolved.
-    pub(crate) outstanding: AtomicUsize,
     pub(crate) config: Config,
 }
 
@@ -104,7 +110,6 @@ impl Shared {
             records: Semaphore::new(config.max_buffered_records),
             bytes: Semaphore::new(config.max_buffered_bytes),
             closed: AtomicBool::new(false),
-            outstanding: AtomicUsize::new(0),
             config,
         }
     }
@@ -113,22 +118,28 @@ impl Shared {
     // The error is the rare shut-down case; boxing it would not make the common one cheaper.
     #[allow(clippy::result_large_err)]
     pub(crate) fn push(&self, stream: &str, mut p: Pending) -> Result<(), Pending> {
-        let was_empty = {
+        let wake = {
             let mut intake = self.intake.lock();
             if intake.closed {
                 return Err(p);
             }
             p.epoch = intake.epoch;
             let ix = intake.stream_ix(stream);
-            let was_empty = intake.batch.is_empty();
             intake.batch.push((ix, p));
-            was_empty
+            // The first record of a batch tells the engine to come within INTAKE_LINGER;
+            // a full batch, at once.
+            intake.batch.len() == 1 || intake.batch.len() == INTAKE_HIGH_WATER
         };
-        self.outstanding.fetch_add(1, Ordering::Relaxed);
-        if was_empty {
+        if wake {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Records accepted and not yet resolved (those admitted and still on their way into
+    /// the intake included).
+    pub(crate) fn outstanding(&self) -> usize {
+        self.config.max_buffered_records - self.records.available_permits()
     }
 
     /// Gives back the budget of records that will not be buffered after all.
@@ -176,6 +187,8 @@ pub(crate) struct Engine {
     metrics: Metrics,
     streams: Vec<StreamMetrics>,
     buffered_bytes: usize,
+    /// When to take the intake (set by the first record's wake-up).
+    intake_due: Option<Instant>,
 }
 
 impl Engine {
@@ -207,6 +220,7 @@ impl Engine {
             metrics,
             streams: Vec::new(),
             buffered_bytes: 0,
+            intake_due: None,
         }
     }
 
@@ -225,9 +239,12 @@ impl Engine {
             {
                 break;
             }
-            let wake = self
+            let mut wake = self
                 .pipeline
                 .next_wakeup(self.in_flight < self.max_in_flight);
+            if let Some(due) = self.intake_due {
+                wake = Some(wake.map_or(due, |w| w.min(due)));
+            }
             tokio::select! {
                 biased;
                 Some(ev) = self.events.recv() => {
@@ -252,8 +269,19 @@ impl Engine {
                     }
                     self.update_flushing();
                 }
-                _ = self.shared.wake.notified() => self.take_intake(),
-                _ = sleep_until(wake), if wake.is_some() => {}
+                _ = self.shared.wake.notified() => {
+                    if self.intake_due.is_some() || self.shutting_down {
+                        // A full batch (or the last records): take it now.
+                        self.take_intake();
+                    } else {
+                        self.intake_due = Some(Instant::now() + INTAKE_LINGER);
+                    }
+                }
+                _ = sleep_until(wake), if wake.is_some() => {
+                    if self.intake_due.is_some_and(|d| d <= Instant::now()) {
+                        self.take_intake();
+                    }
+                }
             }
         }
         self.shared.records.close();
@@ -285,6 +313,7 @@ impl Engine {
 
     /// Moves accepted records from the intake into the pipeline.
     fn take_intake(&mut self) {
+        self.intake_due = None;
         let mut batch = std::mem::take(&mut self.spare);
         let names: Vec<Arc<str>> = {
             let mut intake = self.shared.intake.lock();
@@ -411,8 +440,9 @@ impl Engine {
         let mut bytes = 0usize;
         let count = self.out.len();
         let mut run: Option<(u32, usize)> = None;
-        let finished = std::mem::take(&mut self.out);
-        for f in finished {
+        // Drained, not taken: the vector keeps its capacity for the next batch.
+        let mut finished = std::mem::take(&mut self.out);
+        for f in finished.drain(..) {
             let Finished {
                 stream,
                 pending,
@@ -445,11 +475,11 @@ impl Engine {
             }
             pending.resolve(verdict);
         }
+        self.out = finished;
         if let Some((e, n)) = run {
             self.count_out(e, n);
         }
         self.buffered_bytes -= bytes;
-        self.shared.outstanding.fetch_sub(count, Ordering::Relaxed);
         self.shared.release(count, bytes);
         self.metrics.pending.set(self.pipeline.held() as i64);
         self.metrics.buffered_bytes.set(self.buffered_bytes as i64);

@@ -1,28 +1,8 @@
 //! The producer's Prometheus metrics, registered under the `kpl_` prefix into the registry
 //! the application passes to [`ProducerBuilder::metrics`](crate::ProducerBuilder::metrics).
 //!
-//! Every series carries a `stream` label (the KPL's stream granularity; a per-shard label
-//! would make the series count follow the shard count). The error counter adds `code`,
-//! limited to the codes Kinesis and the producer use, anything else counted as `other`.
-//!
-//! | metric | type | KPL name | what |
-//! |---|---|---|---|
-//! | `kpl_user_records_received_total` | counter | UserRecordsReceived | records accepted by `put` |
-//! | `kpl_user_records_pending` | gauge | UserRecordsPending | records accepted and not yet resolved (all streams) |
-//! | `kpl_buffered_bytes` | gauge | — | bytes of those (data and keys; what `max_buffered_bytes` bounds) |
-//! | `kpl_user_records_put_total` | counter | UserRecordsPut (successes) | records written |
-//! | `kpl_user_records_data_put_bytes_total` | counter | UserRecordsDataPut | their data bytes |
-//! | `kpl_user_records_failed_total` | counter | UserRecordsPut (failures) | records failed for good, any reason |
-//! | `kpl_user_records_expired_total` | counter | UserRecordExpired | of those, failed because `record_ttl` ran out |
-//! | `kpl_kinesis_records_put_total` | counter | KinesisRecordsPut | Kinesis records (aggregates or single records) written |
-//! | `kpl_kinesis_records_data_put_bytes_total` | counter | KinesisRecordsDataPut | their data bytes |
-//! | `kpl_errors_total` | counter | ErrorsByCode / AllErrors | failed attempts of Kinesis records and requests, by `code` |
-//! | `kpl_retries_per_record` | histogram | RetriesPerRecord | attempts − 1 of each resolved user record |
-//! | `kpl_buffering_time_seconds` | histogram | BufferingTime | time from `put` (or the last failed attempt) to the request carrying the record |
-//! | `kpl_request_time_seconds` | histogram | RequestTime | PutRecords latency |
-//! | `kpl_user_records_per_kinesis_record` | histogram | UserRecordsPerKinesisRecord | aggregation ratio |
-//! | `kpl_kinesis_records_per_request` | histogram | KinesisRecordsPerPutRecordsRequest | collection ratio |
-//! | `kpl_requests_in_flight` | gauge | — | PutRecords requests in flight |
+//! Every series carries a `stream` label; the [crate docs](crate#metrics) list each metric
+//! with its type and its KPL name.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -560,7 +560,10 @@ impl Pipeline {
             Self::close(st, id);
         }
         let lane = st.lane_or_new(id, rates, now);
-        let mut layout = AggregateLayout::new();
+        // Room for as many records like this one as fit, so the aggregate fills without
+        // reallocating.
+        let estimate = (max_size / (len + pk.len() + 8)).clamp(1, 4096).min(max_count);
+        let mut layout = AggregateLayout::with_capacity(estimate, pk.len());
         if !layout.try_push(pk, ehk, len, max_size) {
             // Too large to share an aggregate: on its own.
             lane.ready.push_back(KRecord::new(vec![p], None, id));
@@ -568,9 +571,11 @@ impl Pipeline {
             return;
         }
         let deadline = p.deadline;
+        let mut users = Vec::with_capacity(estimate);
+        users.push(p);
         lane.open = Some(Open {
             layout,
-            users: vec![p],
+            users,
             deadline,
         });
         self.timers.push(Reverse((deadline, Timer::Lane(s, id))));

@@ -302,7 +302,7 @@ impl Producer {
 
     /// User records accepted and not yet resolved.
     pub fn outstanding_records(&self) -> usize {
-        self.inner.shared.outstanding.load(Ordering::Relaxed)
+        self.inner.shared.outstanding()
     }
 
     /// The configuration it runs with.
