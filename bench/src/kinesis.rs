@@ -94,6 +94,46 @@ pub async fn wait_active(k: &Kinesis, name: &str, wait: Duration) -> Result<(), 
     }
 }
 
+/// Registers an enhanced fan-out consumer of `stream` and waits until it is ACTIVE; its ARN.
+pub async fn register_consumer(
+    k: &Kinesis,
+    stream: &str,
+    name: &str,
+    wait: Duration,
+) -> anyhow::Result<String> {
+    let summary: Value = k
+        .call("DescribeStreamSummary", &json!({ "StreamName": stream }))
+        .await?;
+    let stream_arn = summary["StreamDescriptionSummary"]["StreamARN"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let reg: Value = k
+        .call(
+            "RegisterStreamConsumer",
+            &json!({ "StreamARN": stream_arn, "ConsumerName": name }),
+        )
+        .await?;
+    let consumer_arn = reg["Consumer"]["ConsumerARN"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let deadline = Instant::now() + wait;
+    loop {
+        let d: Value = k
+            .call(
+                "DescribeStreamConsumer",
+                &json!({ "ConsumerARN": consumer_arn }),
+            )
+            .await?;
+        if d["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE" {
+            return Ok(consumer_arn);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "consumer did not become ACTIVE");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Deletes a stream (best effort: errors are ignored, the run is over).
 pub async fn delete_stream(k: &Kinesis, name: &str) {
     let _ = k

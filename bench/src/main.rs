@@ -44,6 +44,9 @@ enum Workload {
     Startup(workload::startup::StartupArgs),
     /// Delay from a put's acknowledgement to the record in a SubscribeToShard consumer's hand.
     Subscribe(workload::subscribe::SubscribeArgs),
+    /// Producers, polling and fan-out consumers, resharding and hostile clients at once:
+    /// no acknowledged record lost, the broker's memory over time.
+    Soak(workload::soak::SoakArgs),
 }
 
 impl Workload {
@@ -58,6 +61,7 @@ impl Workload {
             Workload::Scale(_) => "scale",
             Workload::Startup(_) => "startup",
             Workload::Subscribe(_) => "subscribe",
+            Workload::Soak(_) => "soak",
         }
     }
 
@@ -72,6 +76,7 @@ impl Workload {
             Workload::Scale(a) => &a.common,
             Workload::Startup(a) => &a.common,
             Workload::Subscribe(a) => &a.common,
+            Workload::Soak(a) => &a.common,
         }
     }
 
@@ -86,6 +91,7 @@ impl Workload {
             Workload::Scale(a) => a.params(),
             Workload::Startup(a) => a.params(),
             Workload::Subscribe(a) => a.params(),
+            Workload::Soak(a) => a.params(),
         }
     }
 
@@ -102,6 +108,7 @@ impl Workload {
             Workload::Scale(a) => a.duration() + a.create_secs + 120.0,
             Workload::Startup(a) => a.fill_secs + a.startup_timeout_secs + 120.0,
             Workload::Subscribe(a) => a.duration() + a.drain_secs + 60.0,
+            Workload::Soak(a) => a.duration() + a.drain_secs + 120.0,
         };
         Duration::from_secs_f64(c.max_run_secs.unwrap_or(bound).max(1.0))
     }
@@ -164,6 +171,7 @@ fn main() -> std::process::ExitCode {
                 Workload::Scale(a) => workload::scale::run(&ctx, a).await,
                 Workload::Startup(a) => workload::startup::run(&ctx, a).await,
                 Workload::Subscribe(a) => workload::subscribe::run(&ctx, a).await,
+                Workload::Soak(a) => workload::soak::run(&ctx, a).await,
             }
         };
         match tokio::time::timeout(limit, run).await {

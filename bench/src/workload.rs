@@ -7,6 +7,7 @@ pub mod propagation;
 pub mod put;
 pub mod read;
 pub mod scale;
+pub mod soak;
 pub mod startup;
 pub mod subscribe;
 

@@ -119,6 +119,10 @@ pub struct StreamSettings {
     /// Registered consumers.
     #[serde(default)]
     pub consumers: Vec<ConsumerRecord>,
+    /// Records that arrived before this time (ms) have expired for good, whatever the
+    /// retention is now: raising the retention does not bring expired records back.
+    #[serde(default)]
+    pub expired_before_ms: i64,
 }
 
 /// The shards of a stream.
@@ -172,9 +176,13 @@ impl Stream {
         self.settings.lock().status
     }
 
-    /// Retention in milliseconds.
-    pub fn retention_ms(&self) -> i64 {
-        i64::from(self.settings.lock().retention_hours) * 3_600_000
+    /// Records that arrived before the returned time (ms) are expired at `now`: older than
+    /// the retention, or expired under an earlier, shorter retention. Every read path
+    /// (GetRecords, SubscribeToShard, TRIM_HORIZON, AT_TIMESTAMP, ListShards' trim horizon,
+    /// retention itself) uses this one cutoff.
+    pub fn expiry_cutoff_ms(&self, now: i64) -> i64 {
+        let s = self.settings.lock();
+        (now - i64::from(s.retention_hours) * 3_600_000).max(s.expired_before_ms)
     }
 }
 
@@ -248,6 +256,8 @@ pub struct Broker {
     pub account: Mutex<AccountSettings>,
     /// Cancelled on shutdown.
     pub cancel: CancellationToken,
+    /// Cancelled when shutdown begins, before requests drain: ends every subscription.
+    draining: CancellationToken,
     tasks: TaskTracker,
     /// Active SubscribeToShard calls by (consumer ARN, shard index): start and stop handle.
     subscriptions: Mutex<HashMap<(String, u32), Subscription>>,
@@ -286,6 +296,7 @@ impl Broker {
             Some(k) => key = k,
             None => rand::thread_rng().fill_bytes(&mut key),
         }
+        let cancel = CancellationToken::new();
         let broker = Arc::new(Broker {
             metrics: Arc::new(Metrics::new()),
             iterators: IteratorCodec::new(key),
@@ -296,7 +307,8 @@ impl Broker {
             control: tokio::sync::Mutex::new(()),
             next_uid: AtomicU64::new(doc.as_ref().map_or(1, |d| d.next_uid)),
             account: Mutex::new(doc.as_ref().map(|d| d.account.clone()).unwrap_or_default()),
-            cancel: CancellationToken::new(),
+            draining: cancel.child_token(),
+            cancel,
             tasks: TaskTracker::new(),
             subscriptions: Mutex::new(HashMap::new()),
             next_subscription: AtomicU64::new(1),
@@ -411,7 +423,10 @@ impl Broker {
             max_batch_bytes: self.config.storage.max_batch_bytes,
             clock: self.clock.clone(),
         };
-        Ok(Shard::start(spec, log, writer, opts, metrics))
+        let epoch = u64::try_from(stream.created_ms)
+            .unwrap_or(0)
+            .min(riffle_core::sequence::MAX_EPOCH);
+        Ok(Shard::start(spec, epoch, log, writer, opts, metrics))
     }
 
     /// Where a shard is served. Every lookup of shard ownership goes through here.
@@ -565,7 +580,7 @@ impl Broker {
         let sub = Subscription {
             id: self.next_subscription.fetch_add(1, Ordering::Relaxed),
             started: tokio::time::Instant::now(),
-            stop: self.cancel.child_token(),
+            stop: self.draining.child_token(),
         };
         subs.insert(key, sub.clone());
         Some(sub)
@@ -588,6 +603,13 @@ impl Broker {
                 sub.stop.cancel();
             }
         }
+    }
+
+    /// The first step of shutdown: every subscription ends (its client sees the event
+    /// stream end cleanly and resubscribes elsewhere), so the requests that remain can
+    /// drain within the grace period. A subscription started after this ends at once.
+    pub fn begin_shutdown(&self) {
+        self.draining.cancel();
     }
 
     /// Marks a stream DELETING and removes it after the status delay.
@@ -717,7 +739,7 @@ impl Broker {
     pub async fn apply_retention(self: &Arc<Self>) -> io::Result<()> {
         let now = self.clock.now_ms();
         for stream in self.streams() {
-            let cutoff = now - stream.retention_ms();
+            let cutoff = stream.expiry_cutoff_ms(now);
             let shards: Vec<Arc<Shard>> =
                 stream.shards.read().await.all.values().cloned().collect();
             let mut expired = Vec::new();

@@ -30,6 +30,10 @@ pub struct Config {
     /// Grace period for in-flight requests on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Connection limits and timeouts of the API listeners.
+    pub http: HttpConfig,
+    /// Authentication and authorization.
+    pub auth: crate::auth::AuthConfig,
     /// Stream lifecycle and control-plane limits.
     pub streams: StreamsConfig,
     /// Shard log storage.
@@ -38,6 +42,58 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// An optional TLS listener for the Kinesis API.
     pub tls: Option<TlsConfig>,
+}
+
+/// Connection limits and timeouts: what a slow, stalled or hostile client can hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Connections served at once per listener; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// A connection with no request in flight is closed after this long (HTTP/2: GOAWAY);
+    /// an HTTP/1.1 request's headers must arrive within it too.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A request body that sends nothing for this long is abandoned (408), and what it
+    /// held is released.
+    #[serde(with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
+    /// A request body must have arrived within this long of its headers, waiting for the
+    /// memory budget included.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// HTTP/1.1 read buffer, bytes: the most a connection buffers beyond what its request
+    /// holds of the memory budget (headers must fit in it).
+    pub h1_max_buf_size: usize,
+    /// Concurrent streams one HTTP/2 connection may open.
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 flow-control window of one stream, bytes.
+    pub h2_stream_window: u32,
+    /// HTTP/2 flow-control window of one connection, bytes: the most a connection buffers
+    /// beyond what its requests hold of the memory budget.
+    pub h2_connection_window: u32,
+    /// Largest header block of one HTTP/2 request, bytes.
+    pub h2_max_header_list_size: u32,
+    /// HTTP/2 keep-alive ping interval (a peer that stops answering is disconnected).
+    #[serde(with = "humantime_serde")]
+    pub h2_keepalive_interval: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(60),
+            body_idle_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            h1_max_buf_size: 64 * 1024,
+            h2_max_concurrent_streams: 100,
+            h2_stream_window: 256 * 1024,
+            h2_connection_window: 1024 * 1024,
+            h2_max_header_list_size: 64 * 1024,
+            h2_keepalive_interval: Duration::from_secs(30),
+        }
+    }
 }
 
 /// The TLS listener: same API, HTTP/1.1 and HTTP/2 chosen by ALPN.
@@ -286,6 +342,18 @@ impl LimitsConfig {
         self.largest(|l| l.get_records_max_bytes, ceilings::GET_RECORDS_BYTES)
     }
 
+    /// The largest PutRecords record count any stream accepts.
+    pub fn largest_put_records_records(&self) -> u64 {
+        self.largest(|l| l.put_records_max_records, ceilings::PUT_RECORDS_RECORDS)
+    }
+
+    /// How many items a list or map member keeps while a request is decoded: one more
+    /// than any such member may validly hold (PutRecords' records, 200 tags), so the limit
+    /// is still seen as exceeded while a body listing millions of items costs no memory.
+    pub fn decode_item_cap(&self) -> usize {
+        self.largest_put_records_records().max(200) as usize + 1
+    }
+
     /// The largest GetRecords `Limit` any stream accepts (validated before the iterator
     /// says which stream a call reads).
     pub fn largest_get_records_records(&self) -> u64 {
@@ -334,6 +402,8 @@ impl Default for Config {
             account_id: "000000000000".into(),
             max_inflight_bytes: 256 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            http: HttpConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
             streams: StreamsConfig::default(),
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
@@ -404,12 +474,41 @@ impl Config {
                 "must be at least 67108864 (a few of the largest requests)",
             );
         }
-        let need = 16 * 1024 * 1024 + 2 * self.limits.largest_get_records_bytes();
+        let need = 2 * 16 * 1024 * 1024 + 3 * self.limits.largest_get_records_bytes();
         if self.max_inflight_bytes < need {
             return invalid(
                 "max_inflight_bytes",
-                "must hold the largest request plus twice the largest GetRecords answer",
+                "must hold the largest request twice (body and decoded) plus three times the largest GetRecords answer",
             );
+        }
+        if !self.auth.anonymous && self.auth.credentials_file.is_none() {
+            return invalid(
+                "auth",
+                "requests must be authenticated: set auth.credentials_file, or allow anonymous \
+                 access for local development with auth.anonymous = true (--allow-anonymous)",
+            );
+        }
+        if self.auth.anonymous && self.auth.credentials_file.is_some() {
+            return invalid(
+                "auth",
+                "auth.anonymous = true accepts every request unchecked; remove it or auth.credentials_file",
+            );
+        }
+        let h = &self.http;
+        if h.max_connections == 0 {
+            return invalid("http.max_connections", "must be positive");
+        }
+        if h.idle_timeout.is_zero() || h.body_idle_timeout.is_zero() || h.body_timeout.is_zero() {
+            return invalid("http", "timeouts must be positive");
+        }
+        if h.h1_max_buf_size < 8192 {
+            return invalid("http.h1_max_buf_size", "must be at least 8192");
+        }
+        if h.h2_max_concurrent_streams == 0 {
+            return invalid("http.h2_max_concurrent_streams", "must be positive");
+        }
+        if h.h2_stream_window < 65_535 || h.h2_connection_window < 65_535 {
+            return invalid("http", "HTTP/2 windows must be at least 65535 bytes");
         }
         if self.storage.segment_bytes < 64 * 1024 {
             return invalid("storage.segment_bytes", "must be at least 65536");
@@ -451,6 +550,8 @@ mod tests {
             r#"
             listen = "127.0.0.1:0"
             account_id = "123456789012"
+            [auth]
+            anonymous = true
             [streams]
             status_delay = "50ms"
             shard_limit = 10

@@ -11,10 +11,13 @@
 //! - [`iterator`]: signed, expiring shard iterators.
 //! - [`storage`]: per-shard segmented logs and the metadata file.
 //! - [`tls`]: the optional TLS listener (ALPN h2 and http/1.1).
+//! - [`budget`]: the in-flight memory budget requests draw on as their bytes arrive.
 //! - [`limits`], [`metrics`], [`config`], [`clock`], [`error`]: supporting pieces.
 
 pub mod api;
+pub mod auth;
 pub mod broker;
+pub mod budget;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -41,6 +41,14 @@ pub struct RequestLabels {
     pub result: &'static str,
 }
 
+/// Labels of a request abandoned by the server.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AbandonLabels {
+    /// `body_idle` (the body stopped arriving), `body_deadline` (it did not finish in
+    /// time) or `busy` (the memory budget stayed spent until the deadline).
+    pub reason: &'static str,
+}
+
 /// Labels of a per-operation latency histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
@@ -89,6 +97,16 @@ pub struct Metrics {
     pub sub_rate_exceeded: Family<ConsumerLabels, Counter>,
     /// Seconds from a record's arrival to its push (no CloudWatch equivalent).
     pub sub_propagation: Family<ConsumerLabels, Histogram, fn() -> Histogram>,
+    /// API connections open now, all listeners.
+    pub connections_open: Gauge,
+    /// Connections closed at accept because `http.max_connections` were open.
+    pub connections_rejected: Counter,
+    /// Requests the server abandoned, by reason.
+    pub requests_abandoned: Family<AbandonLabels, Counter>,
+    /// Bytes of the in-flight memory budget held by requests (set when scraped).
+    pub inflight_bytes: Gauge,
+    /// Requests holding or expecting part of the memory budget (set when scraped).
+    pub inflight_requests: Gauge,
 }
 
 /// One consumer's handles on one shard.
@@ -157,6 +175,11 @@ impl Metrics {
             subscriptions: Family::default(),
             sub_rate_exceeded: Family::default(),
             sub_propagation: Family::new_with_constructor(latency_histogram),
+            connections_open: Gauge::default(),
+            connections_rejected: Counter::default(),
+            requests_abandoned: Family::default(),
+            inflight_bytes: Gauge::default(),
+            inflight_requests: Gauge::default(),
         };
         registry.register(
             "incoming_records",
@@ -237,6 +260,31 @@ impl Metrics {
             "subscribe_propagation_seconds",
             "Seconds from a record's arrival to its push to a consumer",
             m.sub_propagation.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "API connections open now",
+            m.connections_open.clone(),
+        );
+        registry.register(
+            "connections_rejected",
+            "Connections closed at accept because the connection limit was reached",
+            m.connections_rejected.clone(),
+        );
+        registry.register(
+            "requests_abandoned",
+            "Requests the server abandoned (stalled or slow body, or memory budget spent)",
+            m.requests_abandoned.clone(),
+        );
+        registry.register(
+            "inflight_bytes",
+            "Bytes of the in-flight request memory budget held now",
+            m.inflight_bytes.clone(),
+        );
+        registry.register(
+            "inflight_requests",
+            "Requests holding or expecting part of the memory budget now",
+            m.inflight_requests.clone(),
         );
         Metrics { registry, ..m }
     }

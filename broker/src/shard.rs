@@ -53,6 +53,8 @@ pub struct Shard {
     pub adjacent_parent: Option<ShardId>,
     /// When the shard was created, ms since the epoch.
     pub created_ms: i64,
+    /// The stream incarnation its sequence numbers carry (the stream's creation time, ms).
+    pub epoch: u64,
     /// Set when the shard is closed: (end position, closing time ms).
     closed: Mutex<Option<(u64, i64)>>,
     /// The shard's log.
@@ -100,6 +102,7 @@ impl Shard {
     /// Starts a shard over an opened log. A closed shard gets no writer task.
     pub fn start(
         spec: ShardSpec,
+        epoch: u64,
         log: Arc<Log>,
         writer: LogWriter,
         opts: WriterOptions,
@@ -123,6 +126,7 @@ impl Shard {
             parent: spec.parent,
             adjacent_parent: spec.adjacent_parent,
             created_ms: spec.created_ms,
+            epoch,
             closed: Mutex::new(spec.closed),
             log,
             writer: tx,
@@ -150,14 +154,23 @@ impl Shard {
 
     /// The first sequence number the shard can hold.
     pub fn starting_sequence_number(&self) -> SequenceNumber {
-        SequenceNumber::shard_start(self.id)
+        SequenceNumber::shard_start(self.epoch, self.id)
     }
 
     /// The sequence number of the shard's last record once closed (its starting sequence
     /// number if it closed empty).
     pub fn ending_sequence_number(&self) -> Option<SequenceNumber> {
-        self.closed()
-            .map(|(end, _)| SequenceNumber::before(self.id, end))
+        self.closed().map(|(end, _)| self.sequence_before(end))
+    }
+
+    /// The sequence number of the record at `position`.
+    pub fn sequence_number(&self, position: u64) -> SequenceNumber {
+        SequenceNumber::new(self.epoch, self.id, position)
+    }
+
+    /// The sequence number standing just before `position` (AFTER it resumes there).
+    pub fn sequence_before(&self, position: u64) -> SequenceNumber {
+        SequenceNumber::before(self.epoch, self.id, position)
     }
 
     /// Takes write budget for one record of `bytes`; false if the shard is over its limit.

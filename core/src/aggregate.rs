@@ -605,6 +605,10 @@ impl<'a> Aggregate<'a> {
                 })
             })
             .collect::<Option<Vec<_>>>()?;
+        // An aggregate of no user records is not one: delivering it raw loses nothing.
+        if records.is_empty() {
+            return None;
+        }
         Some(Aggregate { records })
     }
 
@@ -745,6 +749,12 @@ mod tests {
         let mut body = vec![TAG_RECORD, 4, TAG_PK_INDEX, 7, TAG_DATA, 0];
         let mut data = MAGIC.to_vec();
         data.append(&mut body);
+        let digest = Md5::digest(&data[4..]);
+        data.extend_from_slice(&digest);
+        assert!(Aggregate::parse(&data).is_none());
+        // Only key tables, no records.
+        let mut data = MAGIC.to_vec();
+        data.extend_from_slice(&[TAG_PK_TABLE, 1, b'k']);
         let digest = Md5::digest(&data[4..]);
         data.extend_from_slice(&digest);
         assert!(Aggregate::parse(&data).is_none());

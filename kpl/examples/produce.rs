@@ -35,7 +35,8 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let (mut endpoint, mut stream, mut create, mut hex, mut ordered) = (None, None, None, false, false);
+    let (mut endpoint, mut stream, mut create, mut hex, mut ordered) =
+        (None, None, None, false, false);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--endpoint" => endpoint = Some(args.next().ok_or("--endpoint needs a URL")?),
@@ -72,7 +73,11 @@ fn parse_line(line: &str, hex: bool) -> Result<Record, String> {
     let mut cols = line.split('\t');
     let pk = cols.next().unwrap_or_default();
     let data = cols.next().ok_or("expected partition_key<TAB>data")?;
-    let data = if hex { unhex(data)? } else { data.as_bytes().to_vec() };
+    let data = if hex {
+        unhex(data)?
+    } else {
+        data.as_bytes().to_vec()
+    };
     let record = Record::new(pk, data);
     Ok(match cols.next().filter(|e| !e.is_empty()) {
         Some(ehk) => record.with_explicit_hash_key(ehk),
@@ -98,7 +103,10 @@ async fn create_stream(endpoint: Option<&str>, stream: &str, shards: i32) -> Res
             .as_service_error()
             .is_some_and(|se| se.is_resource_in_use_exception());
         if !exists {
-            return Err(format!("CreateStream: {}", aws_sdk_kinesis::error::DisplayErrorContext(e)));
+            return Err(format!(
+                "CreateStream: {}",
+                aws_sdk_kinesis::error::DisplayErrorContext(e)
+            ));
         }
     }
     for _ in 0..300 {

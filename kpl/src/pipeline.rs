@@ -562,7 +562,9 @@ impl Pipeline {
         let lane = st.lane_or_new(id, rates, now);
         // Room for as many records like this one as fit, so the aggregate fills without
         // reallocating.
-        let estimate = (max_size / (len + pk.len() + 8)).clamp(1, 4096).min(max_count);
+        let estimate = (max_size / (len + pk.len() + 8))
+            .clamp(1, 4096)
+            .min(max_count);
         let mut layout = AggregateLayout::with_capacity(estimate, pk.len());
         if !layout.try_push(pk, ehk, len, max_size) {
             // Too large to share an aggregate: on its own.

@@ -159,7 +159,10 @@ pub async fn run(ctx: &Ctx, a: &KplArgs) -> anyhow::Result<Report> {
             .collect(),
     );
     // The shard map is fetched before the clock starts.
-    producer.put(&stream, "warm-up", payloads[0].clone()).await?.await?;
+    producer
+        .put(&stream, "warm-up", payloads[0].clone())
+        .await?
+        .await?;
 
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -205,10 +208,13 @@ pub async fn run(ctx: &Ctx, a: &KplArgs) -> anyhow::Result<Report> {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                if chunk.len() == 1024 {
-                    if tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(1024))).await.is_err() {
-                        break;
-                    }
+                if chunk.len() == 1024
+                    && tx
+                        .send(std::mem::replace(&mut chunk, Vec::with_capacity(1024)))
+                        .await
+                        .is_err()
+                {
+                    break;
                 }
             }
             let _ = tx.send(chunk).await;
@@ -245,10 +251,16 @@ pub async fn run(ctx: &Ctx, a: &KplArgs) -> anyhow::Result<Report> {
     r.extra("put_records_requests", requests);
     r.extra("errors_by_code_total", throttled);
     if kinesis > 0.0 {
-        r.extra("user_records_per_kinesis_record", round3(records as f64 / kinesis));
+        r.extra(
+            "user_records_per_kinesis_record",
+            round3(records as f64 / kinesis),
+        );
     }
     if records > 0 {
-        r.extra("cpu_s_per_million_records", round3(cpu_s / (records as f64 / 1e6)));
+        r.extra(
+            "cpu_s_per_million_records",
+            round3(cpu_s / (records as f64 / 1e6)),
+        );
     }
     if let Some(peak) = peak_rss() {
         r.extra("peak_rss_mb", round3(peak as f64 / (1024.0 * 1024.0)));

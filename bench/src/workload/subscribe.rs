@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::{read_stamp, secs, stamped, unix_us};
-use crate::kinesis::{create_stream, delete_stream, shard_ids};
+use crate::kinesis::{create_stream, delete_stream, register_consumer, shard_ids};
 use crate::report::{new_histogram, percentiles, CpuClock, Recorder, Report, Status};
 use crate::Ctx;
 
@@ -79,14 +79,14 @@ struct Shared {
 }
 
 /// One decoded event-stream frame: its `:event-type` (or `:exception-type`) and payload.
-struct Frame {
-    kind: String,
-    exception: bool,
-    payload: Bytes,
+pub(crate) struct Frame {
+    pub(crate) kind: String,
+    pub(crate) exception: bool,
+    pub(crate) payload: Bytes,
 }
 
 /// Takes one complete frame off the front of `buf`, if there is one.
-fn next_frame(buf: &mut BytesMut) -> anyhow::Result<Option<Frame>> {
+pub(crate) fn next_frame(buf: &mut BytesMut) -> anyhow::Result<Option<Frame>> {
     if buf.len() < 12 {
         return Ok(None);
     }
@@ -256,40 +256,7 @@ pub async fn run(ctx: &Ctx, a: &SubscribeArgs) -> anyhow::Result<Report> {
         .into_iter()
         .next()
         .ok_or_else(|| anyhow::anyhow!("no shard"))?;
-    let summary: Value = ctx
-        .k
-        .call("DescribeStreamSummary", &json!({ "StreamName": stream }))
-        .await?;
-    let stream_arn = summary["StreamDescriptionSummary"]["StreamARN"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let reg: Value = ctx
-        .k
-        .call(
-            "RegisterStreamConsumer",
-            &json!({ "StreamARN": stream_arn, "ConsumerName": "bench" }),
-        )
-        .await?;
-    let consumer_arn = reg["Consumer"]["ConsumerARN"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let deadline = Instant::now() + ctx.create_wait();
-    loop {
-        let d: Value = ctx
-            .k
-            .call(
-                "DescribeStreamConsumer",
-                &json!({ "ConsumerARN": consumer_arn }),
-            )
-            .await?;
-        if d["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE" {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "consumer did not become ACTIVE");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let consumer_arn = register_consumer(&ctx.k, &stream, "bench", ctx.create_wait()).await?;
     let shared = Arc::new(Shared {
         acks: Mutex::new(HashMap::new()),
         from_ack: Mutex::new(new_histogram()),

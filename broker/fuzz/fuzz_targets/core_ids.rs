@@ -21,17 +21,17 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(seq.to_string(), s, "sequence number does not round-trip");
         assert!(seq.shard().index() <= MAX_SHARD_INDEX);
         assert_eq!(
-            SequenceNumber::before(seq.shard(), seq.after_position()),
+            SequenceNumber::before(seq.epoch(), seq.shard(), seq.after_position()),
             seq
         );
         match seq.position() {
             Some(p) => {
-                assert_eq!(SequenceNumber::new(seq.shard(), p), seq);
+                assert_eq!(SequenceNumber::new(seq.epoch(), seq.shard(), p), seq);
                 assert_eq!(seq.at_position(), p);
                 assert_eq!(seq.after_position(), p + 1);
             }
             None => {
-                assert_eq!(seq, SequenceNumber::shard_start(seq.shard()));
+                assert_eq!(seq, SequenceNumber::shard_start(seq.epoch(), seq.shard()));
                 assert_eq!(seq.at_position(), 0);
                 assert_eq!(seq.after_position(), 0);
             }

@@ -1,27 +1,35 @@
 //! CBOR (`application/x-amz-cbor-1.1`), as the Java SDK v1/v2 sends it by default.
 //!
-//! Requests are decoded into the same JSON value tree the JSON protocol produces, so every
-//! operation has one input type and one validation path:
-//! - byte strings become base64 text (what a JSON `Blob` member holds); text is accepted
-//!   for blobs too, as Jackson does;
+//! Requests are read by a serde [`Deserializer`](serde::Deserializer) straight into the
+//! operation's input type, the same type and the same validation the JSON protocol uses, so
+//! both encodings follow one rule for every member (a member given twice, a number out of
+//! range, a wrong type: the same SerializationException text). No value tree is built, so a
+//! request takes memory in proportion to what its members hold, not to how many items the
+//! body lists.
+//! - byte strings are blobs; text is accepted for blobs too (base64), as Jackson does;
 //! - tag 1 (epoch time) with an integer is **milliseconds**, as the Java SDK writes it; with
 //!   a float it is seconds (RFC 8949); an untagged integer in a timestamp member is read as
-//!   milliseconds, as some clients send it; all become JSON epoch seconds;
-//! - definite and indefinite strings, arrays and maps are accepted; nesting is bounded.
+//!   milliseconds, as some clients send it; all reach the input as epoch seconds;
+//! - definite and indefinite strings, arrays and maps are accepted; nesting is bounded as
+//!   JSON's is; map keys must be text.
 //!
 //! Responses go the other way: `Data` members become byte strings and timestamp members
 //! become tag 1 + integer milliseconds.
+
+use std::borrow::Cow;
+use std::fmt;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use minicbor::data::{Tag, Type};
 use minicbor::{Decoder, Encoder};
-use serde_json::{Map, Number, Value};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
+use serde_json::Value;
 
 use super::error::ApiError;
 
-/// Deepest nesting accepted in a request.
-const MAX_DEPTH: usize = 32;
+/// Deepest nesting accepted in a request (serde_json's limit for JSON bodies).
+const MAX_DEPTH: usize = 128;
 
 /// Members that hold timestamps, in requests and responses.
 const TIMESTAMP_MEMBERS: &[&str] = &[
@@ -37,155 +45,409 @@ const TIMESTAMP_MEMBERS: &[&str] = &[
 /// Members that hold blobs.
 const BLOB_MEMBERS: &[&str] = &["Data"];
 
-type DecodeResult<T> = Result<T, minicbor::decode::Error>;
-
-fn bad(msg: &'static str) -> minicbor::decode::Error {
-    minicbor::decode::Error::message(msg)
+/// Why a CBOR body could not be read.
+#[derive(Debug)]
+pub enum DecodeError {
+    /// Not well-formed CBOR, or not a request's shape (a bare SerializationException).
+    Syntax,
+    /// A member of the wrong type or out of range (serde's words, turned into AWS's).
+    Type(String),
 }
 
-fn ms_to_seconds(ms: i128) -> Value {
-    Number::from_f64(ms as f64 / 1000.0).map_or(Value::Null, Value::Number)
-}
-
-fn item(d: &mut Decoder<'_>, key: Option<&str>, depth: usize) -> DecodeResult<Value> {
-    if depth > MAX_DEPTH {
-        return Err(bad("nesting too deep"));
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Syntax => f.write_str("malformed CBOR"),
+            DecodeError::Type(m) => f.write_str(m),
+        }
     }
-    let is_ts = key.is_some_and(|k| TIMESTAMP_MEMBERS.contains(&k));
-    Ok(match d.datatype()? {
-        Type::Bool => Value::Bool(d.bool()?),
-        Type::Null => {
-            d.null()?;
-            Value::Null
-        }
-        Type::Undefined => {
-            d.undefined()?;
-            Value::Null
-        }
-        Type::U8
-        | Type::U16
-        | Type::U32
-        | Type::U64
-        | Type::I8
-        | Type::I16
-        | Type::I32
-        | Type::I64
-        | Type::Int => {
-            let n = i128::from(d.int()?);
-            if is_ts {
-                ms_to_seconds(n)
-            } else if let Ok(v) = i64::try_from(n) {
-                Value::Number(v.into())
-            } else if let Ok(v) = u64::try_from(n) {
-                Value::Number(v.into())
-            } else {
-                Number::from_f64(n as f64).map_or(Value::Null, Value::Number)
-            }
-        }
-        Type::F16 | Type::F32 | Type::F64 => {
-            let f = match d.datatype()? {
-                Type::F16 => f64::from(d.f16()?),
-                Type::F32 => f64::from(d.f32()?),
-                _ => d.f64()?,
-            };
-            Number::from_f64(f).map_or(Value::Null, Value::Number)
-        }
-        Type::Bytes => Value::String(STANDARD.encode(d.bytes()?)),
-        Type::BytesIndef => {
-            let mut all = Vec::new();
-            for chunk in d.bytes_iter()? {
-                all.extend_from_slice(chunk?);
-            }
-            Value::String(STANDARD.encode(all))
-        }
-        Type::String => Value::String(d.str()?.to_owned()),
-        Type::StringIndef => {
-            let mut all = String::new();
-            for chunk in d.str_iter()? {
-                all.push_str(chunk?);
-            }
-            Value::String(all)
-        }
-        Type::Array | Type::ArrayIndef => {
-            let len = d.array()?;
-            let mut out = Vec::new();
-            match len {
-                Some(n) => {
-                    for _ in 0..n {
-                        out.push(item(d, None, depth + 1)?);
-                    }
-                }
-                None => loop {
-                    if d.datatype()? == Type::Break {
-                        d.skip()?;
-                        break;
-                    }
-                    out.push(item(d, None, depth + 1)?);
-                },
-            }
-            Value::Array(out)
-        }
-        Type::Map | Type::MapIndef => {
-            let len = d.map()?;
-            let mut out = Map::new();
-            let mut entry = |d: &mut Decoder<'_>| -> DecodeResult<()> {
-                let k = match d.datatype()? {
-                    Type::String | Type::StringIndef => match item(d, None, depth + 1)? {
-                        Value::String(s) => s,
-                        _ => return Err(bad("map key is not text")),
-                    },
-                    _ => return Err(bad("map key is not text")),
-                };
-                let v = item(d, Some(&k), depth + 1)?;
-                out.insert(k, v);
-                Ok(())
-            };
-            match len {
-                Some(n) => {
-                    for _ in 0..n {
-                        entry(d)?;
-                    }
-                }
-                None => loop {
-                    if d.datatype()? == Type::Break {
-                        d.skip()?;
-                        break;
-                    }
-                    entry(d)?;
-                },
-            }
-            Value::Object(out)
-        }
-        Type::Tag => {
-            let tag = d.tag()?;
-            if tag.as_u64() == 1 {
-                match d.datatype()? {
-                    Type::F16 | Type::F32 | Type::F64 => item(d, None, depth + 1)?,
-                    _ => match item(d, None, depth + 1)? {
-                        Value::Number(n) => ms_to_seconds(n.as_i64().map_or(0, i128::from)),
-                        other => other,
-                    },
-                }
-            } else {
-                item(d, key, depth + 1)?
-            }
-        }
-        Type::Simple => {
-            d.simple()?;
-            Value::Null
-        }
-        Type::Break | Type::Unknown(_) => return Err(bad("unexpected item")),
-    })
 }
 
-/// Decodes a CBOR request body into the JSON value tree the operations read.
-pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
-    let mut d = Decoder::new(body);
-    let v = item(&mut d, None, 0).map_err(|_| ApiError::serialization())?;
-    if d.position() != body.len() || !v.is_object() {
-        return Err(ApiError::serialization());
+impl std::error::Error for DecodeError {}
+
+impl de::Error for DecodeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        DecodeError::Type(msg.to_string())
+    }
+}
+
+impl From<minicbor::decode::Error> for DecodeError {
+    fn from(_: minicbor::decode::Error) -> Self {
+        DecodeError::Syntax
+    }
+}
+
+type DeResult<T> = std::result::Result<T, DecodeError>;
+
+/// Reads one CBOR item at a time into serde visitors.
+struct Deserializer<'de> {
+    d: Decoder<'de>,
+    depth: usize,
+    /// The next value belongs to a timestamp member (integers are milliseconds).
+    timestamp: bool,
+}
+
+impl<'de> Deserializer<'de> {
+    fn enter(&mut self) -> DeResult<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(DecodeError::Syntax);
+        }
+        Ok(())
+    }
+
+    fn at_break(&self) -> DeResult<bool> {
+        Ok(self.d.datatype()? == Type::Break)
+    }
+
+    /// A map key: text, definite (borrowed) or indefinite (joined).
+    fn key(&mut self) -> DeResult<Cow<'de, str>> {
+        match self.d.datatype()? {
+            Type::String => Ok(Cow::Borrowed(self.d.str()?)),
+            Type::StringIndef => {
+                let mut all = String::new();
+                for chunk in self.d.str_iter()? {
+                    all.push_str(chunk?);
+                }
+                Ok(Cow::Owned(all))
+            }
+            _ => Err(DecodeError::Syntax),
+        }
+    }
+}
+
+fn seconds(ms: i128) -> f64 {
+    ms as f64 / 1000.0
+}
+
+impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
+    type Error = DecodeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
+        let timestamp = std::mem::take(&mut self.timestamp);
+        match self.d.datatype()? {
+            Type::Bool => visitor.visit_bool(self.d.bool()?),
+            Type::Null => {
+                self.d.null()?;
+                visitor.visit_unit()
+            }
+            Type::Undefined => {
+                self.d.undefined()?;
+                visitor.visit_unit()
+            }
+            Type::Simple => {
+                self.d.simple()?;
+                visitor.visit_unit()
+            }
+            Type::U8
+            | Type::U16
+            | Type::U32
+            | Type::U64
+            | Type::I8
+            | Type::I16
+            | Type::I32
+            | Type::I64
+            | Type::Int => {
+                let n = i128::from(self.d.int()?);
+                if timestamp {
+                    visitor.visit_f64(seconds(n))
+                } else if let Ok(v) = i64::try_from(n) {
+                    visitor.visit_i64(v)
+                } else if let Ok(v) = u64::try_from(n) {
+                    visitor.visit_u64(v)
+                } else {
+                    // Beyond 64 bits, as serde_json reads such a JSON number: a float.
+                    visitor.visit_f64(n as f64)
+                }
+            }
+            Type::F16 => visitor.visit_f64(f64::from(self.d.f16()?)),
+            Type::F32 => visitor.visit_f64(f64::from(self.d.f32()?)),
+            Type::F64 => visitor.visit_f64(self.d.f64()?),
+            Type::Bytes => visitor.visit_borrowed_bytes(self.d.bytes()?),
+            Type::BytesIndef => {
+                let mut all = Vec::new();
+                for chunk in self.d.bytes_iter()? {
+                    all.extend_from_slice(chunk?);
+                }
+                visitor.visit_byte_buf(all)
+            }
+            Type::String => visitor.visit_borrowed_str(self.d.str()?),
+            Type::StringIndef => {
+                let mut all = String::new();
+                for chunk in self.d.str_iter()? {
+                    all.push_str(chunk?);
+                }
+                visitor.visit_string(all)
+            }
+            Type::Array | Type::ArrayIndef => {
+                let left = self.d.array()?;
+                self.enter()?;
+                let mut seq = Items { de: self, left };
+                let v = visitor.visit_seq(&mut seq)?;
+                seq.finish()?;
+                self.depth -= 1;
+                Ok(v)
+            }
+            Type::Map | Type::MapIndef => {
+                let left = self.d.map()?;
+                self.enter()?;
+                let mut map = Items { de: self, left };
+                let v = visitor.visit_map(&mut map)?;
+                map.finish()?;
+                self.depth -= 1;
+                Ok(v)
+            }
+            Type::Tag => {
+                let tag = self.d.tag()?;
+                self.enter()?;
+                let v = if tag.as_u64() == 1 {
+                    match self.d.datatype()? {
+                        Type::F16 | Type::F32 | Type::F64 => self.deserialize_any(visitor),
+                        Type::U8
+                        | Type::U16
+                        | Type::U32
+                        | Type::U64
+                        | Type::I8
+                        | Type::I16
+                        | Type::I32
+                        | Type::I64
+                        | Type::Int => visitor.visit_f64(seconds(i128::from(self.d.int()?))),
+                        _ => self.deserialize_any(visitor),
+                    }
+                } else {
+                    self.timestamp = timestamp;
+                    self.deserialize_any(visitor)
+                };
+                self.depth -= 1;
+                v
+            }
+            Type::Break | Type::Unknown(_) => Err(DecodeError::Syntax),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
+        match self.d.datatype()? {
+            Type::Null => {
+                self.d.null()?;
+                self.timestamp = false;
+                visitor.visit_none()
+            }
+            Type::Undefined => {
+                self.d.undefined()?;
+                self.timestamp = false;
+                visitor.visit_none()
+            }
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> DeResult<V::Value> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    /// A text member may come as a byte string: it reads as its base64 text, as Jackson
+    /// reads it (and as the JSON form of the same body would carry it).
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
+        match self.d.datatype()? {
+            Type::Bytes | Type::BytesIndef => {
+                let mut all = Vec::new();
+                if self.d.datatype()? == Type::Bytes {
+                    all.extend_from_slice(self.d.bytes()?);
+                } else {
+                    for chunk in self.d.bytes_iter()? {
+                        all.extend_from_slice(chunk?);
+                    }
+                }
+                self.timestamp = false;
+                visitor.visit_string(STANDARD.encode(all))
+            }
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
+        self.deserialize_str(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+/// The items of an array, or the entries of a map.
+struct Items<'a, 'de> {
+    de: &'a mut Deserializer<'de>,
+    /// Items left in a definite array or map; `None` for an indefinite one.
+    left: Option<u64>,
+}
+
+impl Items<'_, '_> {
+    /// Whether another item follows (and counts it).
+    fn advance(&mut self) -> DeResult<bool> {
+        Ok(match &mut self.left {
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+            None => !self.de.at_break()?,
+        })
+    }
+
+    /// After the visitor: the container must hold no further items.
+    fn finish(&mut self) -> DeResult<()> {
+        match self.left {
+            Some(0) => Ok(()),
+            None if self.de.at_break()? => {
+                self.de.d.skip()?;
+                Ok(())
+            }
+            _ => Err(de::Error::custom("invalid length: trailing items")),
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        // Never trust a length from the wire for preallocation.
+        self.left.map(|n| n.min(16) as usize)
+    }
+}
+
+impl<'de> de::SeqAccess<'de> for Items<'_, 'de> {
+    type Error = DecodeError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> DeResult<Option<T::Value>> {
+        if !self.advance()? {
+            return Ok(None);
+        }
+        seed.deserialize(&mut *self.de).map(Some)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Items::size_hint(self)
+    }
+}
+
+impl<'de> de::MapAccess<'de> for Items<'_, 'de> {
+    type Error = DecodeError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> DeResult<Option<K::Value>> {
+        if !self.advance()? {
+            return Ok(None);
+        }
+        let key = self.de.key()?;
+        self.de.timestamp = TIMESTAMP_MEMBERS.contains(&key.as_ref());
+        match key {
+            Cow::Borrowed(k) => seed
+                .deserialize(de::value::BorrowedStrDeserializer::new(k))
+                .map(Some),
+            Cow::Owned(k) => seed.deserialize(k.into_deserializer()).map(Some),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> DeResult<V::Value> {
+        seed.deserialize(&mut *self.de)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Items::size_hint(self)
+    }
+}
+
+/// Reads a CBOR request body (a map) into `T`.
+pub fn from_slice<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+    let mut de = Deserializer {
+        d: Decoder::new(body),
+        depth: 0,
+        timestamp: false,
+    };
+    if !matches!(de.d.datatype()?, Type::Map | Type::MapIndef) {
+        return Err(DecodeError::Syntax);
+    }
+    let v = T::deserialize(&mut de)?;
+    if de.d.position() != body.len() {
+        return Err(DecodeError::Syntax);
     }
     Ok(v)
+}
+
+/// A CBOR body read as the JSON value tree it stands for (byte strings as base64 text,
+/// timestamps as epoch seconds): what a JSON client would have sent. For tests and fuzzing,
+/// which check that both encodings decode every input the same.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AsJson(pub Value);
+
+impl<'de> de::Deserialize<'de> for AsJson {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<AsJson, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AsJson;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<AsJson, E> {
+                Ok(AsJson(Value::Bool(b)))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<AsJson, E> {
+                Ok(AsJson(n.into()))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<AsJson, E> {
+                Ok(AsJson(n.into()))
+            }
+            fn visit_f64<E>(self, f: f64) -> Result<AsJson, E> {
+                Ok(AsJson(
+                    serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+                ))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<AsJson, E> {
+                Ok(AsJson(Value::String(s.to_owned())))
+            }
+            fn visit_bytes<E>(self, b: &[u8]) -> Result<AsJson, E> {
+                Ok(AsJson(Value::String(STANDARD.encode(b))))
+            }
+            fn visit_unit<E>(self) -> Result<AsJson, E> {
+                Ok(AsJson(Value::Null))
+            }
+            fn visit_none<E>(self) -> Result<AsJson, E> {
+                Ok(AsJson(Value::Null))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<AsJson, A::Error> {
+                let mut out = Vec::new();
+                while let Some(AsJson(v)) = a.next_element()? {
+                    out.push(v);
+                }
+                Ok(AsJson(Value::Array(out)))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut a: A) -> Result<AsJson, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some((k, AsJson(v))) = a.next_entry::<String, AsJson>()? {
+                    if out.contains_key(&k) {
+                        return Err(de::Error::custom(format!("duplicate field `{k}`")));
+                    }
+                    out.insert(k, v);
+                }
+                Ok(AsJson(Value::Object(out)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Decodes a CBOR request body into an operation's input, with AWS's SerializationException
+/// texts (the same ones JSON bodies get).
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    from_slice(body).map_err(|e| match e {
+        DecodeError::Syntax => ApiError::serialization(),
+        DecodeError::Type(m) => super::wire::serialization_error(&m),
+    })
 }
 
 fn put(e: &mut Encoder<&mut Vec<u8>>, v: &Value, key: Option<&str>) {
@@ -257,70 +519,4 @@ pub fn encode(v: &Value) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A PutRecord body as the Java SDK writes it: indefinite map, byte string data.
-    fn java_put_record() -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut e = Encoder::new(&mut out);
-        e.begin_map().unwrap();
-        e.str("StreamName").unwrap().str("s").unwrap();
-        e.str("Data").unwrap().bytes(&[0, 1, 255]).unwrap();
-        e.str("PartitionKey").unwrap().str("k").unwrap();
-        e.end().unwrap();
-        out
-    }
-
-    #[test]
-    fn java_style_request_decodes_to_json_shape() {
-        let v = decode(&java_put_record()).unwrap();
-        assert_eq!(v["StreamName"], "s");
-        assert_eq!(v["Data"], STANDARD.encode([0u8, 1, 255]));
-    }
-
-    #[test]
-    fn tag_one_integer_is_milliseconds_and_float_is_seconds() {
-        let mut out = Vec::new();
-        let mut e = Encoder::new(&mut out);
-        e.map(2).unwrap();
-        e.str("Timestamp")
-            .unwrap()
-            .tag(Tag::new(1))
-            .unwrap()
-            .i64(1_700_000_000_123)
-            .unwrap();
-        e.str("Other")
-            .unwrap()
-            .tag(Tag::new(1))
-            .unwrap()
-            .f64(1.5)
-            .unwrap();
-        let v = decode(&out).unwrap();
-        assert_eq!(v["Timestamp"].as_f64().unwrap(), 1_700_000_000.123);
-        assert_eq!(v["Other"].as_f64().unwrap(), 1.5);
-    }
-
-    #[test]
-    fn response_blobs_and_timestamps_are_typed() {
-        let v = serde_json::json!({"Records":[{"Data": STANDARD.encode(b"hi"), "ApproximateArrivalTimestamp": 1.5, "PartitionKey":"k"}], "MillisBehindLatest": 0});
-        let bytes = encode(&v);
-        let mut d = Decoder::new(&bytes);
-        assert_eq!(d.map().unwrap(), Some(2));
-        // Decoding our own output gives the same JSON tree back.
-        assert_eq!(decode(&bytes).unwrap(), v);
-    }
-
-    #[test]
-    fn garbage_and_non_maps_are_serialization_errors() {
-        for body in [
-            &b""[..],
-            &b"\xff"[..],
-            &b"\x01"[..],
-            &b"\xa1\x01\x02"[..],
-            &[0x9f; 100][..],
-        ] {
-            assert!(decode(body).is_err(), "{body:?}");
-        }
-    }
-}
+mod tests;

@@ -73,6 +73,17 @@ impl ApiError {
         }
     }
 
+    /// The broker could not take the request in time (its memory budget stayed spent):
+    /// 503, which every SDK retries with backoff.
+    pub fn service_unavailable() -> ApiError {
+        ApiError::Wire {
+            kind: "ServiceUnavailableException",
+            message: Some("The broker is busy; retry the request.".to_owned()),
+            capital: false,
+            status: StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
     /// The target names no operation.
     pub fn unknown_operation() -> ApiError {
         ApiError::wire("UnknownOperationException", None)

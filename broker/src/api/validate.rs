@@ -15,6 +15,22 @@ pub const SEQUENCE_PATTERN: &str = "0|([1-9]\\d{0,128})";
 /// The pattern of stream ARNs.
 pub const STREAM_ARN_PATTERN: &str = "arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+";
 
+/// Renders a collection member's value as AWS prints it, `[a, b]` or `{k=v}`: the kept
+/// items, then `...` when the list went past the decoding cap (so a message stays bounded
+/// however many items a body lists).
+pub fn shown(
+    open: char,
+    items: impl Iterator<Item = String>,
+    truncated: bool,
+    close: char,
+) -> String {
+    let mut all: Vec<String> = items.collect();
+    if truncated {
+        all.push("...".to_owned());
+    }
+    format!("{open}{}{close}", all.join(", "))
+}
+
 /// Whether `s` matches [`NAME_PATTERN`].
 pub fn is_name(s: &str) -> bool {
     !s.is_empty()

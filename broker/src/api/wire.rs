@@ -71,44 +71,221 @@ impl Serialize for Blob {
     }
 }
 
+/// Items a list or map member keeps while decoding when no cap was set for the call.
+const DEFAULT_ITEM_CAP: usize = 1_001;
+
+thread_local! {
+    static ITEM_CAP: std::cell::Cell<usize> = const { std::cell::Cell::new(DEFAULT_ITEM_CAP) };
+}
+
+/// Runs `f` (a decode) with list and map members keeping at most `cap` items each.
+pub fn with_item_cap<R>(cap: usize, f: impl FnOnce() -> R) -> R {
+    let before = ITEM_CAP.with(|c| c.replace(cap.max(1)));
+    let out = f();
+    ITEM_CAP.with(|c| c.set(before));
+    out
+}
+
+fn item_cap() -> usize {
+    ITEM_CAP.with(std::cell::Cell::get)
+}
+
+/// A list member read with a cap: the first items up to the cap (see [`with_item_cap`]) are
+/// kept, the rest are only counted, so a body listing millions of (empty) entries costs no
+/// more memory than its bytes. The caller validates [`List::total`] against the member's
+/// limit, which is below the cap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct List<T> {
+    items: Vec<T>,
+    total: usize,
+}
+
+impl<T> List<T> {
+    /// How many items the request listed.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Whether items were dropped past the cap.
+    pub fn truncated(&self) -> bool {
+        self.total > self.items.len()
+    }
+
+    /// The kept items.
+    pub fn into_vec(self) -> Vec<T> {
+        self.items
+    }
+}
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        List {
+            items: Vec::new(),
+            total: 0,
+        }
+    }
+}
+
+impl<T> std::ops::Deref for List<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.items
+    }
+}
+
+impl<'a, T> IntoIterator for &'a List<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for List<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = List<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<List<T>, A::Error> {
+                let cap = item_cap();
+                let mut list = List::default();
+                loop {
+                    if list.items.len() < cap {
+                        match seq.next_element()? {
+                            Some(item) => list.items.push(item),
+                            None => break,
+                        }
+                    } else if seq.next_element::<de::IgnoredAny>()?.is_none() {
+                        break;
+                    }
+                    list.total += 1;
+                }
+                Ok(list)
+            }
+        }
+        d.deserialize_seq(V(std::marker::PhantomData))
+    }
+}
+
+/// A tag map read with a cap, like [`List`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TagMap {
+    tags: std::collections::BTreeMap<String, String>,
+    skipped: usize,
+}
+
+impl TagMap {
+    /// How many tags the request listed (repeated keys count once while under the cap).
+    pub fn total(&self) -> usize {
+        self.tags.len() + self.skipped
+    }
+
+    /// Whether tags were dropped past the cap.
+    pub fn truncated(&self) -> bool {
+        self.skipped > 0
+    }
+
+    /// The kept tags.
+    pub fn into_map(self) -> std::collections::BTreeMap<String, String> {
+        self.tags
+    }
+}
+
+impl std::ops::Deref for TagMap {
+    type Target = std::collections::BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.tags
+    }
+}
+
+impl<'de> Deserialize<'de> for TagMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TagMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<TagMap, A::Error> {
+                let cap = item_cap();
+                let mut out = TagMap::default();
+                loop {
+                    if out.tags.len() < cap {
+                        match map.next_entry::<String, String>()? {
+                            Some((k, v)) => {
+                                out.tags.insert(k, v);
+                            }
+                            None => break,
+                        }
+                    } else if map
+                        .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                        .is_none()
+                    {
+                        break;
+                    } else {
+                        out.skipped += 1;
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// Seconds since the epoch, as JSON timestamps are written.
 pub fn epoch_seconds(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
 
 /// Decodes a JSON request body into an operation's input.
+///
+/// The body must be one JSON object in UTF-8 (all of it: invalid UTF-8 anywhere, even in a
+/// member the operation does not know, is a SerializationException). Members are read into
+/// the input type directly, with no value tree in between; unknown members are skipped.
 pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     // AWS answers a body that is not a JSON object with a bare SerializationException.
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
+    if first != Some(&b'{') || std::str::from_utf8(body).is_err() {
         return Err(ApiError::serialization());
     }
     serde_json::from_slice(body).map_err(|e| {
         if e.is_syntax() || e.is_eof() || e.is_io() {
             ApiError::serialization()
         } else {
-            ApiError::serialization_msg(aws_type_message(&e.to_string()))
+            serialization_error(&e.to_string())
         }
     })
 }
 
-/// Decodes an already-parsed value tree (from CBOR) into an operation's input.
-pub fn decode_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
-    serde_json::from_value(v)
-        .map_err(|e| ApiError::serialization_msg(aws_type_message(&e.to_string())))
+/// The SerializationException for a member that does not fit its type, in the words AWS's
+/// Java front end writes (whatever the encoding the member came in). A message this module
+/// does not recognise becomes a bare SerializationException: serde's own wording never
+/// reaches a client.
+pub fn serialization_error(serde: &str) -> ApiError {
+    match aws_type_message(serde) {
+        Some(m) => ApiError::serialization_msg(m),
+        None => ApiError::serialization(),
+    }
 }
 
-/// Turns a serde type error into the message AWS's Java front end writes.
-fn aws_type_message(serde: &str) -> String {
-    let msg = match serde.rfind(" at line ") {
-        Some(i) => &serde[..i],
-        None => serde,
-    };
-    let Some(rest) = msg.strip_prefix("invalid type: ") else {
-        return msg.to_owned();
-    };
-    let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
-    let target = if expected.contains("i32") || expected.contains("u32") {
+/// The Java class AWS names for a JSON value that serde describes as `found`.
+fn java_class(found: &str) -> &'static str {
+    if found.starts_with("boolean") {
+        "java.lang.Boolean"
+    } else if found.starts_with("string") {
+        "java.lang.String"
+    } else {
+        "com.amazon.coral.value.json.numbers.TruncatingBigNumber"
+    }
+}
+
+/// The type AWS names for the input type serde `expected`.
+fn java_target(expected: &str) -> &'static str {
+    if expected.contains("i32") || expected.contains("u32") {
         "an Integer"
     } else if expected.contains("i64") || expected.contains("u64") {
         "an Long"
@@ -116,27 +293,55 @@ fn aws_type_message(serde: &str) -> String {
         "an Boolean"
     } else if expected.contains("f64") {
         "milliseconds since epoch"
-    } else if expected.contains("sequence") {
-        return "Expected list or null".to_owned();
-    } else if expected.contains("map") && !expected.contains("struct") {
-        return "Expected map or null".to_owned();
-    } else if expected.contains("struct") {
-        return "Expected null".to_owned();
     } else {
         "an String"
+    }
+}
+
+/// Turns a serde error into the message AWS's Java front end writes, if it is one serde
+/// produces for a mistyped member (or one of the Blob decoder's own AWS texts).
+fn aws_type_message(serde: &str) -> Option<String> {
+    let msg = match serde.rfind(" at line ") {
+        Some(i) => &serde[..i],
+        None => serde,
     };
-    let class = if found.starts_with("sequence") {
-        return "Start of list found where not expected".to_owned();
+    if let Some(field) = msg.strip_prefix("duplicate field `") {
+        // Jackson's words with strict duplicate detection: a member may appear once.
+        return Some(format!("Duplicate field '{}'", field.trim_end_matches('`')));
+    }
+    if let Some(rest) = msg.strip_prefix("invalid value: integer ") {
+        // An integer out of the member's range (beyond 64 bits it arrives as a float, below).
+        let (_, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+        return Some(format!(
+            "class {} can not be converted to {}",
+            java_class("number"),
+            java_target(expected)
+        ));
+    }
+    let Some(rest) = msg.strip_prefix("invalid type: ") else {
+        // The Blob decoder's own messages are AWS's already; anything else is serde's.
+        return msg
+            .contains("can not be converted to")
+            .then(|| msg.to_owned());
+    };
+    let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+    if expected.contains("sequence") {
+        return Some("Expected list or null".to_owned());
+    } else if expected.contains("map") && !expected.contains("struct") {
+        return Some("Expected map or null".to_owned());
+    } else if expected.contains("struct") {
+        return Some("Expected null".to_owned());
+    }
+    if found.starts_with("sequence") {
+        return Some("Start of list found where not expected".to_owned());
     } else if found.starts_with("map") {
-        return "Start of structure or map found where not expected.".to_owned();
-    } else if found.starts_with("boolean") {
-        "java.lang.Boolean"
-    } else if found.starts_with("string") {
-        "java.lang.String"
-    } else {
-        "com.amazon.coral.value.json.numbers.TruncatingBigNumber"
-    };
-    format!("class {class} can not be converted to {target}")
+        return Some("Start of structure or map found where not expected.".to_owned());
+    }
+    Some(format!(
+        "class {} can not be converted to {}",
+        java_class(found),
+        java_target(expected)
+    ))
 }
 
 #[cfg(test)]

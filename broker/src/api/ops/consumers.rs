@@ -112,7 +112,7 @@ pub struct RegisterInput {
     #[serde(rename = "StreamARN")]
     stream_arn: Option<String>,
     consumer_name: Option<String>,
-    tags: Option<std::collections::BTreeMap<String, String>>,
+    tags: Option<crate::api::wire::TagMap>,
 }
 
 /// RegisterStreamConsumer output.
@@ -159,7 +159,7 @@ pub async fn register(
             name: name.clone(),
             created_ms,
             status: "CREATING".into(),
-            tags: input.tags.unwrap_or_default(),
+            tags: input.tags.unwrap_or_default().into_map(),
         };
         s.consumers.push(record.clone());
         record
@@ -300,4 +300,32 @@ pub async fn list(broker: Arc<Broker>, input: ListInput) -> Result<ListOutput, A
         consumers: page,
         next_token: next,
     })
+}
+
+impl crate::api::Targeted for RegisterInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Stream {
+            name: None,
+            arn: self.stream_arn.as_deref(),
+        }
+    }
+}
+
+impl crate::api::Targeted for ListInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Stream {
+            name: None,
+            arn: self.stream_arn.as_deref(),
+        }
+    }
+}
+
+impl crate::api::Targeted for ConsumerRefInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Consumer {
+            arn: self.consumer_arn.as_deref(),
+            stream_arn: self.stream_arn.as_deref(),
+            name: self.consumer_name.as_deref(),
+        }
+    }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::error::{throttle_message, ApiError};
 use crate::api::validate::{self, Validator};
-use crate::api::wire::{epoch_seconds, Blob};
+use crate::api::wire::{epoch_seconds, Blob, List};
 use crate::api::{check_stream_ref, stream_ref};
 use crate::broker::{Broker, Owner, ShardMap, Stream, StreamStatus};
 use crate::config::{ceilings, ShardLimits};
@@ -160,16 +160,9 @@ pub async fn put_record(
     check_record_size(&stream, "data", &data)?;
     let pk = input.partition_key.unwrap_or_default();
     let key = hash_key(input.explicit_hash_key.as_deref(), &pk)?;
-    if let Some(seq) = &input.sequence_number_for_ordering {
-        if seq.parse::<SequenceNumber>().is_err() {
-            return Err(ApiError::invalid_argument(format!(
-                "ExclusiveMinimumSequenceNumber {seq} used in PutRecord on stream {} under account {} is invalid.",
-                stream.name, broker.config.account_id
-            )));
-        }
-        // Positions only grow within a shard and children take higher shard indexes, so
-        // every new record already sorts after any sequence number issued before it.
-    }
+    // SequenceNumberForOrdering: any well-formed number is accepted, as on AWS. Positions
+    // only grow within a shard and children take higher shard indexes, so every new record
+    // already sorts after any sequence number issued before it.
     let bytes = data.len() + pk.len();
     let (shard, pending) = {
         let map = stream.shards.read().await;
@@ -192,7 +185,7 @@ pub async fn put_record(
     shard.metrics.incoming_bytes.inc_by(bytes as u64);
     Ok(PutRecordOutput {
         shard_id: shard.id.to_string(),
-        sequence_number: SequenceNumber::new(shard.id, appended.base).to_string(),
+        sequence_number: shard.sequence_number(appended.base).to_string(),
         encryption_type: encryption(&stream),
     })
 }
@@ -210,7 +203,7 @@ pub struct PutRecordsEntry {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PutRecordsInput {
-    records: Option<Vec<PutRecordsEntry>>,
+    records: Option<List<PutRecordsEntry>>,
     stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
     stream_arn: Option<String>,
@@ -260,15 +253,20 @@ pub async fn put_records(
         .put_records_max_bytes
         .or_ceiling(ceilings::PUT_RECORDS_BYTES) as usize;
     let mut v = Validator::new();
+    let list = input.records.as_ref();
     let recs = input.records.as_deref();
     v.size(
         "records",
-        recs.map(<[_]>::len),
+        list.map(List::total),
         || {
-            let items: Vec<String> = (0..recs.map_or(0, <[_]>::len))
-                .map(|i| format!("com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@{i:x}"))
-                .collect();
-            format!("[{}]", items.join(", "))
+            validate::shown(
+                '[',
+                (0..recs.map_or(0, <[_]>::len)).map(|i| {
+                    format!("com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@{i:x}")
+                }),
+                list.is_some_and(List::truncated),
+                ']',
+            )
         },
         true,
         1,
@@ -310,7 +308,7 @@ pub async fn put_records(
         input.stream_name.as_deref(),
         input.stream_arn.as_deref(),
     )?;
-    let records = input.records.unwrap_or_default();
+    let records = input.records.unwrap_or_default().into_vec();
     let max_record = stream.settings.lock().max_record_kib as usize * 1024;
     let mut total = 0usize;
     let mut prepared = Vec::with_capacity(records.len());
@@ -380,7 +378,7 @@ pub async fn put_records(
                 for (k, i) in idx.into_iter().enumerate() {
                     results[i].shard_id = Some(shard.id.to_string());
                     results[i].sequence_number =
-                        Some(SequenceNumber::new(shard.id, appended.base + k as u64).to_string());
+                        Some(shard.sequence_number(appended.base + k as u64).to_string());
                 }
             }
             _ => {
@@ -570,16 +568,31 @@ pub async fn start_position(
             })?;
             if parsed.shard() != shard_id {
                 return Err(ApiError::invalid_argument(format!(
-                    "Invalid StartingSequenceNumber. It encodes {}, while it was used in a call to a shard with {shard_id}",
+                    "Invalid StartingSequenceNumber. It encodes {}, while it was used in a call to {shard_id}",
                     parsed.shard()
                 )));
             }
-            let p = if kind == "AFTER_SEQUENCE_NUMBER" {
+            // A number of another incarnation of the stream (deleted and created again under
+            // this name), or of a record not written yet, is refused: mapping it to a
+            // position would silently skip records.
+            let end = shard.log.end_position();
+            let exists = match parsed.position() {
+                _ if parsed.epoch() != shard.epoch => false,
+                None => true,
+                Some(p) if kind == "AFTER_SEQUENCE_NUMBER" => p < end,
+                Some(p) => p < end,
+            };
+            if !exists {
+                return Err(ApiError::invalid_argument(format!(
+                    "StartingSequenceNumber {seq_str} used in {operation} on shard {shard_id} in stream {} under account {account} is invalid because it did not come from this stream.",
+                    stream.name
+                )));
+            }
+            if kind == "AFTER_SEQUENCE_NUMBER" {
                 parsed.after_position()
             } else {
                 parsed.at_position()
-            };
-            p.min(shard.closed().map_or(u64::MAX, |(end, _)| end))
+            }
         }
     })
 }
@@ -608,14 +621,10 @@ pub struct RecordOut {
 }
 
 impl RecordOut {
-    /// A stored record of shard `shard` as the API returns it.
-    pub fn new(
-        shard: ShardId,
-        r: StoredRecord,
-        encryption_type: Option<&'static str>,
-    ) -> RecordOut {
+    /// A stored record of `shard` as the API returns it.
+    pub fn new(shard: &Shard, r: StoredRecord, encryption_type: Option<&'static str>) -> RecordOut {
         RecordOut {
-            sequence_number: SequenceNumber::new(shard, r.position).to_string(),
+            sequence_number: shard.sequence_number(r.position).to_string(),
             approximate_arrival_timestamp: epoch_seconds(r.timestamp_ms),
             data: Blob(r.data),
             partition_key: String::from_utf8_lossy(&r.partition_key).into_owned(),
@@ -738,7 +747,7 @@ pub async fn get_records(
     let max_bytes = stream_limits
         .get_records_max_bytes
         .or_ceiling(ceilings::GET_RECORDS_BYTES) as usize;
-    let min_ts = now - stream.retention_ms();
+    let min_ts = stream.expiry_cutoff_ms(now);
     let log = shard.log.clone();
     let read = tokio::task::spawn_blocking(move || log.read(it.position, limit, max_bytes, min_ts))
         .await
@@ -758,7 +767,7 @@ pub async fn get_records(
     let records = read
         .records
         .into_iter()
-        .map(|r| RecordOut::new(shard_id, r, enc))
+        .map(|r| RecordOut::new(&shard, r, enc))
         .collect();
     let at_end = shard
         .closed()
@@ -782,4 +791,16 @@ pub async fn get_records(
         millis_behind_latest: millis_behind,
         child_shards: child,
     })
+}
+
+crate::api::stream_target!(PutRecordInput, PutRecordsInput, GetShardIteratorInput);
+
+impl crate::api::Targeted for GetRecordsInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Token {
+            stream: self.stream_arn.as_deref(),
+            token: self.shard_iterator.as_deref(),
+            iterator: true,
+        }
+    }
 }

@@ -1,7 +1,6 @@
 //! Stream lifecycle and settings: create, delete, describe, list, retention, monitoring,
 //! encryption, mode, record size, warm throughput.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::error::ApiError;
 use crate::api::ops::records::parse_shard_id;
-use crate::api::validate::Validator;
-use crate::api::wire::epoch_seconds;
+use crate::api::validate::{self, Validator};
+use crate::api::wire::{epoch_seconds, List, TagMap};
 use crate::api::{check_stream_ref, stream_ref};
 use crate::broker::{Broker, Stream, StreamMode, StreamSettings, StreamStatus};
 use crate::error::Error;
@@ -130,22 +129,19 @@ pub fn shard_limit_message(broker: &Broker, current: u32, additional: u32) -> St
 }
 
 /// Checks the tag map of a create or add request.
-pub fn validate_tags(
-    v: &mut Validator,
-    tags: Option<&BTreeMap<String, String>>,
-    required: bool,
-    max: usize,
-) {
+pub fn validate_tags(v: &mut Validator, tags: Option<&TagMap>, required: bool, max: usize) {
     v.size(
         "tags",
-        tags.map(BTreeMap::len),
+        tags.map(TagMap::total),
         || {
-            let items: Vec<String> = tags
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            format!("{{{}}}", items.join(", "))
+            validate::shown(
+                '{',
+                tags.into_iter()
+                    .flat_map(|t| t.iter())
+                    .map(|(k, v)| format!("{k}={v}")),
+                tags.is_some_and(TagMap::truncated),
+                '}',
+            )
         },
         required,
         1,
@@ -160,7 +156,7 @@ pub struct CreateStreamInput {
     stream_name: Option<String>,
     shard_count: Option<i64>,
     stream_mode_details: Option<StreamModeDetails>,
-    tags: Option<BTreeMap<String, String>>,
+    tags: Option<TagMap>,
     #[serde(rename = "WarmThroughputMiBps")]
     warm_throughput_mibps: Option<i64>,
     #[serde(rename = "MaxRecordSizeInKiB")]
@@ -250,7 +246,7 @@ pub async fn create_stream(broker: Arc<Broker>, input: CreateStreamInput) -> Res
         status: StreamStatus::Creating,
         mode,
         retention_hours: 24,
-        tags: input.tags.unwrap_or_default(),
+        tags: input.tags.unwrap_or_default().into_map(),
         kms_key_id: None,
         shard_level_metrics: Vec::new(),
         max_record_kib: input.max_record_size_in_kib.map_or_else(
@@ -267,6 +263,7 @@ pub async fn create_stream(broker: Arc<Broker>, input: CreateStreamInput) -> Res
         warm_throughput_mibps: input.warm_throughput_mibps.map(|w| w as u32),
         reshard_times: Vec::new(),
         consumers: Vec::new(),
+        expired_before_ms: 0,
     };
     broker.create_stream(&name, shards, settings).await?;
     tracing::info!(stream = %name, shards, mode = mode.as_str(), "created");
@@ -284,14 +281,7 @@ pub struct StreamRefInput {
 
 impl StreamRefInput {
     fn resolve(&self, broker: &Broker) -> Result<Arc<Stream>, ApiError> {
-        let mut v = Validator::new();
-        check_stream_ref(
-            &mut v,
-            self.stream_name.as_deref(),
-            self.stream_arn.as_deref(),
-        );
-        v.finish()?;
-        stream_ref(
+        resolve_stream(
             broker,
             self.stream_name.as_deref(),
             self.stream_arn.as_deref(),
@@ -299,18 +289,37 @@ impl StreamRefInput {
     }
 }
 
+/// Validates a request's `StreamName` / `StreamARN` and finds the stream they name.
+/// (Inputs carry the two members themselves rather than a flattened [`StreamRefInput`]:
+/// serde buffers every unknown member of a flattened struct in memory.)
+pub(crate) fn resolve_stream(
+    broker: &Broker,
+    name: Option<&str>,
+    arn: Option<&str>,
+) -> Result<Arc<Stream>, ApiError> {
+    let mut v = Validator::new();
+    check_stream_ref(&mut v, name, arn);
+    v.finish()?;
+    stream_ref(broker, name, arn)
+}
+
 /// DeleteStream input.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeleteStreamInput {
-    #[serde(flatten)]
-    stream: StreamRefInput,
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
     enforce_consumer_deletion: Option<bool>,
 }
 
 /// DeleteStream.
 pub async fn delete_stream(broker: Arc<Broker>, input: DeleteStreamInput) -> Result<(), ApiError> {
-    let stream = input.stream.resolve(&broker)?;
+    let stream = resolve_stream(
+        &broker,
+        input.stream_name.as_deref(),
+        input.stream_arn.as_deref(),
+    )?;
     let _control = broker.control().await;
     if stream.status() == StreamStatus::Deleting {
         return Ok(());
@@ -333,8 +342,9 @@ pub async fn delete_stream(broker: Arc<Broker>, input: DeleteStreamInput) -> Res
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeStreamInput {
-    #[serde(flatten)]
-    stream: StreamRefInput,
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
     limit: Option<i64>,
     exclusive_start_shard_id: Option<String>,
 }
@@ -378,7 +388,11 @@ pub async fn describe_stream(
         false,
     );
     v.finish()?;
-    let stream = input.stream.resolve(&broker)?;
+    let stream = resolve_stream(
+        &broker,
+        input.stream_name.as_deref(),
+        input.stream_arn.as_deref(),
+    )?;
     let limit = input.limit.unwrap_or(100).min(100) as usize;
     let after = input
         .exclusive_start_shard_id
@@ -735,7 +749,7 @@ pub async fn list_shards(
             (stream, after, filter)
         }
     };
-    let retention_start = now - stream.retention_ms();
+    let retention_start = stream.expiry_cutoff_ms(now);
     let keep = |s: &Shard| -> bool {
         let closed_at = s.closed().map(|c| c.1);
         let open_at = |ts: i64| s.created_ms <= ts && closed_at.is_none_or(|c| c > ts);
@@ -786,8 +800,9 @@ pub async fn list_shards(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RetentionInput {
-    #[serde(flatten)]
-    stream: StreamRefInput,
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
     retention_period_hours: Option<i64>,
 }
 
@@ -805,7 +820,11 @@ async fn change_retention(
         i64::from(i32::MAX),
     );
     v.finish()?;
-    let stream = input.stream.resolve(&broker)?;
+    let stream = resolve_stream(
+        &broker,
+        input.stream_name.as_deref(),
+        input.stream_arn.as_deref(),
+    )?;
     let h = input.retention_period_hours.unwrap_or_default();
     if h < 24 {
         return Err(ApiError::invalid_argument(format!(
@@ -833,6 +852,9 @@ async fn change_retention(
                 stream.name
             )));
         }
+        // What has expired under the current retention stays expired under a longer one.
+        let now = broker.clock.now_ms();
+        s.expired_before_ms = s.expired_before_ms.max(now - cur * 3_600_000);
         s.retention_hours = h as u32;
     }
     broker.persist().await?;
@@ -859,9 +881,10 @@ pub async fn decrease_retention(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MonitoringInput {
-    #[serde(flatten)]
-    stream: StreamRefInput,
-    shard_level_metrics: Option<Vec<String>>,
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    shard_level_metrics: Option<List<String>>,
 }
 
 /// Enable/DisableEnhancedMonitoring output.
@@ -882,10 +905,18 @@ async fn monitoring(
 ) -> Result<MonitoringOutput, ApiError> {
     let mut v = Validator::new();
     let metrics = input.shard_level_metrics.as_deref();
+    let list = input.shard_level_metrics.as_ref();
     v.size(
         "shardLevelMetrics",
-        metrics.map(<[_]>::len),
-        || format!("[{}]", metrics.unwrap_or_default().join(", ")),
+        list.map(List::total),
+        || {
+            validate::shown(
+                '[',
+                metrics.unwrap_or_default().iter().cloned(),
+                list.is_some_and(List::truncated),
+                ']',
+            )
+        },
         true,
         1,
         7,
@@ -901,7 +932,11 @@ async fn monitoring(
         );
     }
     v.finish()?;
-    let stream = input.stream.resolve(&broker)?;
+    let stream = resolve_stream(
+        &broker,
+        input.stream_name.as_deref(),
+        input.stream_arn.as_deref(),
+    )?;
     let requested: Vec<String> = if metrics.unwrap_or_default().iter().any(|m| m == "ALL") {
         SHARD_LEVEL_METRICS.iter().map(|s| s.to_string()).collect()
     } else {
@@ -954,8 +989,9 @@ pub async fn disable_monitoring(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct EncryptionInput {
-    #[serde(flatten)]
-    stream: StreamRefInput,
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
     encryption_type: Option<String>,
     key_id: Option<String>,
 }
@@ -974,7 +1010,11 @@ async fn encryption(
     );
     v.string("keyId", input.key_id.as_deref(), true, None, 1, 2048);
     v.finish()?;
-    let stream = input.stream.resolve(&broker)?;
+    let stream = resolve_stream(
+        &broker,
+        input.stream_name.as_deref(),
+        input.stream_arn.as_deref(),
+    )?;
     if input.encryption_type.as_deref() != Some("KMS") {
         return Err(ApiError::invalid_argument("EncryptionType must be KMS."));
     }
@@ -1092,8 +1132,9 @@ pub async fn update_max_record_size(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct UpdateWarmThroughputInput {
-    #[serde(flatten)]
-    stream: StreamRefInput,
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
     #[serde(rename = "WarmThroughputMiBps")]
     warm_throughput_mibps: Option<i64>,
 }
@@ -1122,7 +1163,11 @@ pub async fn update_warm_throughput(
         100_000_000,
     );
     v.finish()?;
-    let stream = input.stream.resolve(&broker)?;
+    let stream = resolve_stream(
+        &broker,
+        input.stream_name.as_deref(),
+        input.stream_arn.as_deref(),
+    )?;
     let _control = broker.control().await;
     require_active(&stream)?;
     let target = input.warm_throughput_mibps.unwrap_or_default() as u32;
@@ -1145,4 +1190,71 @@ pub async fn update_warm_throughput(
             current_mibps: target,
         },
     })
+}
+
+crate::api::stream_target!(
+    DeleteStreamInput,
+    DescribeStreamInput,
+    StreamRefInput,
+    RetentionInput,
+    MonitoringInput,
+    EncryptionInput,
+    UpdateWarmThroughputInput,
+);
+
+impl crate::api::Targeted for CreateStreamInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Stream {
+            name: self.stream_name.as_deref(),
+            arn: None,
+        }
+    }
+}
+
+impl crate::api::Targeted for ListStreamsInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Account
+    }
+}
+
+impl crate::api::Targeted for ListShardsInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        match (&self.stream_name, &self.stream_arn) {
+            (None, None) => crate::api::Target::Token {
+                stream: None,
+                token: self.next_token.as_deref(),
+                iterator: false,
+            },
+            _ => crate::api::Target::Stream {
+                name: self.stream_name.as_deref(),
+                arn: self.stream_arn.as_deref(),
+            },
+        }
+    }
+}
+
+impl crate::api::Targeted for UpdateStreamModeInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Stream {
+            name: None,
+            arn: self.stream_arn.as_deref(),
+        }
+    }
+}
+
+impl crate::api::Targeted for UpdateMaxRecordSizeInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Stream {
+            name: None,
+            arn: self.stream_arn.as_deref(),
+        }
+    }
+}
+
+/// The stream a ListShards pagination token names, if it verifies.
+pub(crate) fn token_stream(broker: &Broker, token: &str) -> Option<String> {
+    let payload = broker.iterators.verify_token(token)?;
+    serde_json::from_slice::<ListShardsToken>(&payload)
+        .ok()
+        .map(|t| t.stream)
 }

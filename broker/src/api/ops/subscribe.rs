@@ -17,7 +17,6 @@ use std::time::Duration;
 use aws_smithy_eventstream::frame::write_message_to;
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::Bytes;
-use riffle_core::SequenceNumber;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -263,7 +262,7 @@ impl Subscription {
             }
             commits.borrow_and_update();
             let now = self.broker.clock.now_ms();
-            let min_ts = now - self.stream.retention_ms();
+            let min_ts = self.stream.expiry_cutoff_ms(now);
             let log = self.shard.log.clone();
             let from = self.position;
             let read = match tokio::task::spawn_blocking(move || {
@@ -300,10 +299,10 @@ impl Subscription {
                     records: read
                         .records
                         .into_iter()
-                        .map(|r| RecordOut::new(shard_id, r, enc))
+                        .map(|r| RecordOut::new(&self.shard, r, enc))
                         .collect(),
                     continuation_sequence_number: (!at_end)
-                        .then(|| SequenceNumber::before(shard_id, read.next_position).to_string()),
+                        .then(|| self.shard.sequence_before(read.next_position).to_string()),
                     millis_behind_latest: behind,
                     child_shards: if at_end {
                         Some(child_shards(&*self.stream.shards.read().await, shard_id))
@@ -338,6 +337,16 @@ impl Subscription {
                 _ = self.cancel.cancelled() => return,
                 _ = self.tx.closed() => return,
             }
+        }
+    }
+}
+
+impl crate::api::Targeted for SubscribeInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Consumer {
+            arn: self.consumer_arn.as_deref(),
+            stream_arn: None,
+            name: None,
         }
     }
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::api::error::ApiError;
-use crate::api::ops::streams::{validate_tags, StreamRefInput};
-use crate::api::validate::Validator;
+use crate::api::ops::streams::validate_tags;
+use crate::api::validate::{self, Validator};
+use crate::api::wire::{List, TagMap};
 use crate::api::{check_stream_ref, stream_ref};
 use crate::broker::{Broker, Stream, StreamSettings};
 use crate::error::Error;
@@ -115,9 +116,10 @@ async fn remove_tags(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AddTagsInput {
-    #[serde(flatten)]
-    stream: StreamRefInput,
-    tags: Option<BTreeMap<String, String>>,
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    tags: Option<TagMap>,
 }
 
 /// AddTagsToStream.
@@ -125,42 +127,48 @@ pub async fn add_tags_to_stream(broker: Arc<Broker>, input: AddTagsInput) -> Res
     let mut v = Validator::new();
     validate_tags(&mut v, input.tags.as_ref(), true, 200);
     v.finish()?;
-    let StreamRefInput {
-        stream_name,
-        stream_arn,
-    } = &input.stream;
+    let (stream_name, stream_arn) = (&input.stream_name, &input.stream_arn);
     let mut v = Validator::new();
     check_stream_ref(&mut v, stream_name.as_deref(), stream_arn.as_deref());
     v.finish()?;
     let stream = stream_ref(&broker, stream_name.as_deref(), stream_arn.as_deref())?;
-    add_tags(&broker, &stream, None, input.tags.unwrap_or_default()).await
+    add_tags(
+        &broker,
+        &stream,
+        None,
+        input.tags.unwrap_or_default().into_map(),
+    )
+    .await
 }
 
 /// RemoveTagsFromStream input.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RemoveTagsInput {
-    #[serde(flatten)]
-    stream: StreamRefInput,
-    tag_keys: Option<Vec<String>>,
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    tag_keys: Option<List<String>>,
 }
 
-fn validate_keys(v: &mut Validator, path: &str, keys: Option<&[String]>) {
-    v.size(
-        path,
-        keys.map(<[_]>::len),
-        || format!("[{}]", keys.unwrap_or_default().join(", ")),
-        true,
-        1,
-        50,
-    );
+fn validate_keys(v: &mut Validator, path: &str, list: Option<&List<String>>) {
+    let keys = list.map(|l| &l[..]);
+    let render = || {
+        validate::shown(
+            '[',
+            keys.unwrap_or_default().iter().cloned(),
+            list.is_some_and(List::truncated),
+            ']',
+        )
+    };
+    v.size(path, list.map(List::total), render, true, 1, 50);
     if keys
         .unwrap_or_default()
         .iter()
         .any(|k| k.is_empty() || k.chars().count() > 128)
     {
         v.fail(
-            &format!("'[{}]'", keys.unwrap_or_default().join(", ")),
+            &format!("'{}'", render()),
             path,
             "Member must satisfy constraint: [Member must have length less than or equal to 128, Member must have length greater than or equal to 1]",
         );
@@ -173,11 +181,8 @@ pub async fn remove_tags_from_stream(
     input: RemoveTagsInput,
 ) -> Result<(), ApiError> {
     let mut v = Validator::new();
-    validate_keys(&mut v, "tagKeys", input.tag_keys.as_deref());
-    let StreamRefInput {
-        stream_name,
-        stream_arn,
-    } = &input.stream;
+    validate_keys(&mut v, "tagKeys", input.tag_keys.as_ref());
+    let (stream_name, stream_arn) = (&input.stream_name, &input.stream_arn);
     check_stream_ref(&mut v, stream_name.as_deref(), stream_arn.as_deref());
     v.finish()?;
     let stream = stream_ref(&broker, stream_name.as_deref(), stream_arn.as_deref())?;
@@ -204,8 +209,9 @@ pub struct Tag {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListTagsInput {
-    #[serde(flatten)]
-    stream: StreamRefInput,
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
     exclusive_start_tag_key: Option<String>,
     limit: Option<i64>,
 }
@@ -233,10 +239,7 @@ pub async fn list_tags_for_stream(
         1,
         128,
     );
-    let StreamRefInput {
-        stream_name,
-        stream_arn,
-    } = &input.stream;
+    let (stream_name, stream_arn) = (&input.stream_name, &input.stream_arn);
     check_stream_ref(&mut v, stream_name.as_deref(), stream_arn.as_deref());
     v.finish()?;
     let stream = stream_ref(&broker, stream_name.as_deref(), stream_arn.as_deref())?;
@@ -290,7 +293,7 @@ fn resource(broker: &Broker, arn: &str) -> Result<(Arc<Stream>, Option<String>),
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct TagResourceInput {
-    tags: Option<BTreeMap<String, String>>,
+    tags: Option<TagMap>,
     #[serde(rename = "ResourceARN")]
     resource_arn: Option<String>,
 }
@@ -313,7 +316,7 @@ pub async fn tag_resource(broker: Arc<Broker>, input: TagResourceInput) -> Resul
         &broker,
         &stream,
         consumer.as_deref(),
-        input.tags.unwrap_or_default(),
+        input.tags.unwrap_or_default().into_map(),
     )
     .await
 }
@@ -322,7 +325,7 @@ pub async fn tag_resource(broker: Arc<Broker>, input: TagResourceInput) -> Resul
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct UntagResourceInput {
-    tag_keys: Option<Vec<String>>,
+    tag_keys: Option<List<String>>,
     #[serde(rename = "ResourceARN")]
     resource_arn: Option<String>,
 }
@@ -333,7 +336,7 @@ pub async fn untag_resource(
     input: UntagResourceInput,
 ) -> Result<(), ApiError> {
     let mut v = Validator::new();
-    validate_keys(&mut v, "tagKeys", input.tag_keys.as_deref());
+    validate_keys(&mut v, "tagKeys", input.tag_keys.as_ref());
     v.string(
         "resourceARN",
         input.resource_arn.as_deref(),
@@ -401,3 +404,20 @@ pub async fn list_tags_for_resource(
             .collect(),
     })
 }
+
+crate::api::stream_target!(AddTagsInput, RemoveTagsInput, ListTagsInput);
+
+macro_rules! resource_target {
+    ($($t:ty),*) => {
+        $(impl crate::api::Targeted for $t {
+            fn target(&self) -> crate::api::Target<'_> {
+                crate::api::Target::Arn(self.resource_arn.as_deref())
+            }
+        })*
+    };
+}
+resource_target!(
+    TagResourceInput,
+    UntagResourceInput,
+    ListTagsForResourceInput
+);
