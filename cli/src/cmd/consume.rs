@@ -706,11 +706,8 @@ async fn run_group(
     }
     let store = match a.lease_store.as_deref() {
         Some("dynamodb") => {
-            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let store: Arc<dyn LeaseStore> = Arc::new(DynamoDbLeaseStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                group,
-            ));
+            let store: Arc<dyn LeaseStore> =
+                Arc::new(DynamoDbLeaseStore::new(ctx.dynamodb(), group));
             store
         }
         other => lease_store(other, group)?,

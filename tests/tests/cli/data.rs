@@ -295,7 +295,14 @@ struct Worker {
 }
 
 fn spawn_consumer(ep: &str, args: &[&str]) -> Worker {
+    spawn_consumer_env(ep, args, &[])
+}
+
+fn spawn_consumer_env(ep: &str, args: &[&str], env: &[(&str, &str)]) -> Worker {
     let mut cmd = tokio::process::Command::new(riffle_tests::cli_binary());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     cmd.arg("--endpoint")
         .arg(ep)
         .args(args)
@@ -533,4 +540,82 @@ async fn resharding_under_a_running_produce_loses_nothing() {
         dupes, 0,
         "nothing is printed twice (re-sent aggregates are dropped)"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_can_keep_its_leases_in_dynamodb() {
+    let broker = TestBroker::start().await;
+    let moto = riffle_tests::moto::MotoServer::start().await;
+    let ep = broker.endpoint();
+    riffle(&ep, &["stream", "create", "d", "--shards", "2"])
+        .await
+        .ok();
+    let dir = tempfile::tempdir().unwrap();
+    let input: Vec<String> = (1..=500).map(|i| format!("d{i}")).collect();
+    let file = dir.path().join("in.txt");
+    write_lines(&file, &input);
+    riffle(&ep, &["produce", "d", file.to_str().unwrap()])
+        .await
+        .ok();
+
+    let moto_ep = moto.endpoint();
+    let mut w = spawn_consumer_env(
+        &ep,
+        &[
+            "consume",
+            "d",
+            "--group",
+            "ddb-group",
+            "--lease-store",
+            "dynamodb",
+        ],
+        &[("AWS_ENDPOINT_URL_DYNAMODB", &moto_ep)],
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while w.lines.lock().unwrap().len() < input.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of 500 lines printed",
+            w.lines.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(sorted(w.lines.lock().unwrap().clone()), sorted(input));
+    let pid = w.child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(30), w.child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // The lease table, named after the group, in the Java KCL's schema: one lease per
+    // shard, released, checkpointed at a sequence number.
+    let items = moto
+        .dynamodb_client()
+        .scan()
+        .table_name("ddb-group")
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert_eq!(items.len(), 2, "{items:?}");
+    for item in &items {
+        let key = item["leaseKey"].as_s().unwrap();
+        assert!(key.starts_with("shardId-"), "{item:?}");
+        let checkpoint = item["checkpoint"].as_s().unwrap();
+        assert!(
+            checkpoint.bytes().all(|b| b.is_ascii_digit()),
+            "checkpointed at a sequence number: {item:?}"
+        );
+        assert!(
+            !item.contains_key("leaseOwner"),
+            "released on SIGTERM: {item:?}"
+        );
+    }
 }
