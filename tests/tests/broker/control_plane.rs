@@ -848,6 +848,62 @@ async fn tag_characters_are_the_ones_aws_accepts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_validation_comes_before_the_stream_is_looked_up() {
+    let broker = TestBroker::start().await;
+    let client = broker.client();
+    let long = "k".repeat(129);
+    let (code, msg) = service_err(
+        client
+            .add_tags_to_stream()
+            .stream_name("no-such-stream")
+            .tags(&long, "v")
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationException", "{msg}");
+    assert_eq!(
+        msg,
+        format!(
+            "1 validation error detected: Value '{{{long}=v}}' at 'tags' failed to satisfy \
+             constraint: Map keys must satisfy constraint: [Member must have length less than or \
+             equal to 128, Member must have length greater than or equal to 1]"
+        )
+    );
+    let (code, msg) = service_err(
+        client
+            .increase_stream_retention_period()
+            .stream_name("bad name!")
+            .retention_period_hours(0)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationException", "{msg}");
+    assert!(
+        msg.starts_with("2 validation errors detected: Value 'bad name!' at 'streamName'")
+            && msg.ends_with(
+                "Value '0' at 'retentionPeriodHours' failed to satisfy constraint: Member must \
+                 have value greater than or equal to 1"
+            ),
+        "streamName's violations, then retentionPeriodHours': {msg}"
+    );
+    // Several members wrong: every violation, in one message.
+    let (code, msg) = service_err(
+        client
+            .add_tags_to_stream()
+            .stream_name("bad name!")
+            .tags("v", "x".repeat(257))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationException", "{msg}");
+    assert!(msg.starts_with("2 validation errors detected: "), "{msg}");
+    assert!(
+        msg.contains("at 'streamName'") && msg.contains("Map value must satisfy constraint"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_tags_by_stream_arn() {
     let broker = TestBroker::start().await;
     broker.create_stream("rt", 1).await;

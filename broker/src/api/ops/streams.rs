@@ -147,6 +147,39 @@ pub fn validate_tags(v: &mut Validator, tags: Option<&TagMap>, required: bool, m
         1,
         max,
     );
+    // The model's constraints on the map's keys (TagKey, 1..128) and values (TagValue,
+    // 0..256), before any resource is looked up.
+    let Some(tags) = tags else { return };
+    let shown = || {
+        format!(
+            "'{}'",
+            validate::shown(
+                '{',
+                tags.iter().map(|(k, v)| format!("{k}={v}")),
+                tags.truncated(),
+                '}',
+            )
+        )
+    };
+    if tags
+        .iter()
+        .any(|(k, _)| k.is_empty() || validate::java_len(k) > 128)
+    {
+        v.fail(
+            &shown(),
+            "tags",
+            "Map keys must satisfy constraint: [Member must have length less than or equal to \
+             128, Member must have length greater than or equal to 1]",
+        );
+    }
+    if tags.iter().any(|(_, val)| validate::java_len(val) > 256) {
+        v.fail(
+            &shown(),
+            "tags",
+            "Map value must satisfy constraint: [Member must have length less than or equal to \
+             256, Member must have length greater than or equal to 0]",
+        );
+    }
 }
 
 /// CreateStream input.
@@ -812,6 +845,11 @@ async fn change_retention(
     increase: bool,
 ) -> Result<(), ApiError> {
     let mut v = Validator::new();
+    check_stream_ref(
+        &mut v,
+        input.stream_name.as_deref(),
+        input.stream_arn.as_deref(),
+    );
     v.int(
         "retentionPeriodHours",
         input.retention_period_hours,

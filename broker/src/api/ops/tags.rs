@@ -127,12 +127,11 @@ pub struct AddTagsInput {
 
 /// AddTagsToStream.
 pub async fn add_tags_to_stream(broker: Arc<Broker>, input: AddTagsInput) -> Result<(), ApiError> {
-    let mut v = Validator::new();
-    validate_tags(&mut v, input.tags.as_ref(), true, 200);
-    v.finish()?;
+    // Every member's model constraints in one message, before the stream is looked up.
     let (stream_name, stream_arn) = (&input.stream_name, &input.stream_arn);
     let mut v = Validator::new();
     check_stream_ref(&mut v, stream_name.as_deref(), stream_arn.as_deref());
+    validate_tags(&mut v, input.tags.as_ref(), true, 200);
     v.finish()?;
     let stream = stream_ref(&broker, stream_name.as_deref(), stream_arn.as_deref())?;
     add_tags(
