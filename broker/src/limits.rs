@@ -65,6 +65,69 @@ impl TokenBucket {
     }
 }
 
+/// Calls per second counted as Kinesis counts them: at most `n` calls in any one second
+/// (a rolling window over the times of the last `n` admitted calls). Unlike a token bucket,
+/// which would allow a burst of `n` on top of `n` per second (15 calls in 2 s for 5/s), this
+/// never admits more than `n` calls within a second. Above [`CallWindow::MAX_EXACT`] calls
+/// per second it is a token bucket (the log would cost memory for no practical difference).
+#[derive(Debug, Clone)]
+pub enum CallWindow {
+    /// The times of the last admitted calls, oldest first, at most `n` of them.
+    Exact {
+        /// Calls per second.
+        n: usize,
+        /// Admission times.
+        times: std::collections::VecDeque<Instant>,
+    },
+    /// A token bucket, for large or no limits.
+    Bucket(TokenBucket),
+}
+
+impl CallWindow {
+    /// The largest rate kept exactly.
+    pub const MAX_EXACT: u64 = 10_000;
+
+    /// A window for `limit` calls per second.
+    pub fn new(limit: Limit) -> CallWindow {
+        match limit.rate() {
+            Some(n) if n <= Self::MAX_EXACT => CallWindow::Exact {
+                n: n as usize,
+                times: std::collections::VecDeque::with_capacity(n.min(16) as usize),
+            },
+            _ => CallWindow::Bucket(TokenBucket::new(limit)),
+        }
+    }
+
+    /// Whether one more call is admitted now (without counting it).
+    pub fn has(&mut self) -> bool {
+        match self {
+            CallWindow::Exact { n, times } => {
+                let now = Instant::now();
+                while times.front().is_some_and(|t| {
+                    now.saturating_duration_since(*t) >= std::time::Duration::from_secs(1)
+                }) {
+                    times.pop_front();
+                }
+                times.len() < *n
+            }
+            CallWindow::Bucket(b) => b.has(1.0),
+        }
+    }
+
+    /// Counts one call.
+    pub fn take(&mut self) {
+        match self {
+            CallWindow::Exact { n, times } => {
+                if times.len() >= *n {
+                    times.pop_front();
+                }
+                times.push_back(Instant::now());
+            }
+            CallWindow::Bucket(b) => b.take(1.0),
+        }
+    }
+}
+
 /// Takes `a` from the first and `b` from the second bucket only if both have enough.
 pub fn take_both(first: &mut TokenBucket, a: f64, second: &mut TokenBucket, b: f64) -> bool {
     if first.has(a) && second.has(b) {
@@ -132,6 +195,32 @@ mod tests {
         assert!(b.has(1.0) && !b.has(2.0 * mib));
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(b.has(2.0 * mib));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn five_calls_per_second_means_five_in_any_second() {
+        let mut w = CallWindow::new(Limit::PerSecond(5));
+        let mut admitted = 0;
+        // 15 calls spread over 2 s (one every 133 ms): a token bucket would take all 15.
+        for _ in 0..15 {
+            if w.has() {
+                w.take();
+                admitted += 1;
+            }
+            tokio::time::advance(Duration::from_millis(133)).await;
+        }
+        assert_eq!(admitted, 10, "at most five in any one second");
+        // After a quiet second, five at once again, and not a sixth.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        for _ in 0..5 {
+            assert!(w.has());
+            w.take();
+        }
+        assert!(!w.has());
+        let mut zero = CallWindow::new(Limit::PerSecond(0));
+        assert!(!zero.has());
+        let mut off = CallWindow::new(Limit::Off);
+        assert!(off.has());
     }
 
     #[test]

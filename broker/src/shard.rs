@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::config::{FsyncPolicy, ShardLimits};
-use crate::limits::{take_both, TokenBucket};
+use crate::limits::{take_both, CallWindow, TokenBucket};
 use crate::metrics::ShardMetrics;
 use crate::storage::{Log, LogWriter};
 
@@ -61,7 +61,7 @@ pub struct Shard {
     pub log: Arc<Log>,
     writer: mpsc::Sender<WriterMsg>,
     write_limit: Mutex<(TokenBucket, TokenBucket)>,
-    read_limit: Mutex<(TokenBucket, TokenBucket)>,
+    read_limit: Mutex<(CallWindow, TokenBucket)>,
     /// The shard's metric series.
     pub metrics: ShardMetrics,
 }
@@ -135,7 +135,7 @@ impl Shard {
                 TokenBucket::new(limits.write_records_per_second),
             )),
             read_limit: Mutex::new((
-                TokenBucket::new(limits.get_records_per_second),
+                CallWindow::new(limits.get_records_per_second),
                 TokenBucket::new(limits.read_bytes_per_second),
             )),
             metrics,
@@ -188,9 +188,9 @@ impl Shard {
     pub fn admit_read(&self) -> bool {
         let mut l = self.read_limit.lock();
         let (calls, bytes) = &mut *l;
-        let ok = bytes.positive() && calls.has(1.0);
+        let ok = bytes.positive() && calls.has();
         if ok {
-            calls.take(1.0);
+            calls.take();
         } else {
             self.metrics.read_throttled.inc();
         }

@@ -249,6 +249,61 @@ get_records_per_second = 5\n";
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifteen_get_records_calls_in_two_seconds_are_throttled() {
+    // Kinesis counts 5 calls in any one second; a token bucket with a burst of five on top
+    // of 5/s would let 15 calls through in 2 s.
+    let limits = "write_bytes_per_second = \"off\"\n\
+write_records_per_second = \"off\"\n\
+read_bytes_per_second = \"off\"\n\
+get_records_per_second = 5\n";
+    let broker = TestBroker::builder()
+        .config_toml(config("status_delay = \"50ms\"", "", limits))
+        .start()
+        .await;
+    broker.create_stream("w", 1).await;
+    let client = broker.client();
+    let mut it = iterator(
+        &client,
+        "w",
+        "shardId-000000000000",
+        ShardIteratorType::TrimHorizon,
+        None,
+    )
+    .await;
+    let start = tokio::time::Instant::now();
+    let (mut ok, mut throttled) = (0, 0);
+    for call in 0..15u32 {
+        tokio::time::sleep_until(start + Duration::from_millis(133) * call).await;
+        match client.get_records().shard_iterator(&it).send().await {
+            Ok(out) => {
+                ok += 1;
+                it = out.next_shard_iterator().unwrap().to_string();
+            }
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e.as_service_error(),
+                        Some(GetRecordsError::ProvisionedThroughputExceededException(_))
+                    ),
+                    "got {e:?}"
+                );
+                throttled += 1;
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(2500),
+        "the calls took {elapsed:?}; the check needs them within about 2 s"
+    );
+    assert!(
+        ok <= 11,
+        "{ok} calls admitted in {elapsed:?}, {throttled} throttled"
+    );
+    assert!(throttled >= 4, "{throttled} throttled of 15");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_shard_limit_is_enforced() {
     let broker = TestBroker::builder()
         .config_toml(config(
