@@ -71,11 +71,15 @@ status_delay = "100ms"
 [storage]
 fsync = "always"
 
+[auth]
+anonymous = true
+
 [limits]
 write_bytes_per_second = "off"
 write_records_per_second = "off"
 read_bytes_per_second = "off"
 get_records_per_second = "off"
+get_shard_iterator_per_second = "off"
 subscriber_bytes_per_second = "off"
 TOML
     "$BROKER" --config "$WORK/riffle.toml" > "$WORK/broker.out" 2> "$WORK/broker.err" &

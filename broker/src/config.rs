@@ -232,8 +232,11 @@ pub struct ShardLimits {
     pub write_records_per_second: Limit,
     /// Bytes read by GetRecords per second.
     pub read_bytes_per_second: Limit,
-    /// GetRecords calls per second.
+    /// GetRecords calls per second (at most this many in any one second).
     pub get_records_per_second: Limit,
+    /// GetShardIterator calls per second (Kinesis: 5 per open shard; at most this many in
+    /// any one second).
+    pub get_shard_iterator_per_second: Limit,
     /// Bytes pushed per second to each registered (enhanced fan-out) consumer.
     pub subscriber_bytes_per_second: Limit,
     /// Records in one PutRecords request (Kinesis: 500).
@@ -281,6 +284,7 @@ impl ShardLimits {
         write_records_per_second: Limit::Off,
         read_bytes_per_second: Limit::Off,
         get_records_per_second: Limit::Off,
+        get_shard_iterator_per_second: Limit::Off,
         subscriber_bytes_per_second: Limit::Off,
         put_records_max_records: Limit::Off,
         put_records_max_bytes: Limit::Off,
@@ -298,6 +302,7 @@ impl Default for ShardLimits {
             write_records_per_second: Limit::PerSecond(1000),
             read_bytes_per_second: Limit::PerSecond(2 * 1024 * 1024),
             get_records_per_second: Limit::PerSecond(5),
+            get_shard_iterator_per_second: Limit::PerSecond(5),
             subscriber_bytes_per_second: Limit::PerSecond(2 * 1024 * 1024),
             put_records_max_records: Limit::PerSecond(500),
             put_records_max_bytes: Limit::PerSecond(5 * 1024 * 1024),

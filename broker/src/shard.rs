@@ -62,6 +62,8 @@ pub struct Shard {
     writer: mpsc::Sender<WriterMsg>,
     write_limit: Mutex<(TokenBucket, TokenBucket)>,
     read_limit: Mutex<(CallWindow, TokenBucket)>,
+    /// GetShardIterator calls.
+    iterator_limit: Mutex<CallWindow>,
     /// The shard's metric series.
     pub metrics: ShardMetrics,
 }
@@ -138,6 +140,7 @@ impl Shard {
                 CallWindow::new(limits.get_records_per_second),
                 TokenBucket::new(limits.read_bytes_per_second),
             )),
+            iterator_limit: Mutex::new(CallWindow::new(limits.get_shard_iterator_per_second)),
             metrics,
         })
     }
@@ -180,6 +183,16 @@ impl Shard {
         let ok = take_both(b, bytes as f64, r, 1.0);
         if !ok {
             self.metrics.write_throttled.inc();
+        }
+        ok
+    }
+
+    /// Counts one GetShardIterator call; false if the shard is over its rate.
+    pub fn admit_iterator(&self) -> bool {
+        let mut w = self.iterator_limit.lock();
+        let ok = w.has();
+        if ok {
+            w.take();
         }
         ok
     }

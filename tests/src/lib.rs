@@ -98,6 +98,7 @@ write_bytes_per_second = "off"
 write_records_per_second = "off"
 read_bytes_per_second = "off"
 get_records_per_second = "off"
+get_shard_iterator_per_second = "off"
 "#;
 
 /// The ARN the broker gives a stream of the default test account and region.

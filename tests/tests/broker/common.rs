@@ -28,7 +28,8 @@ pub(crate) fn config(streams_extra: &str, storage: &str, limits: &str) -> String
 pub(crate) const LIMITS_OFF: &str = "write_bytes_per_second = \"off\"\n\
 write_records_per_second = \"off\"\n\
 read_bytes_per_second = \"off\"\n\
-get_records_per_second = \"off\"\n";
+get_records_per_second = \"off\"\n\
+get_shard_iterator_per_second = \"off\"\n";
 
 /// The Kinesis hash key of a partition key: MD5 as a big-endian u128.
 pub(crate) fn hash_key(partition_key: &str) -> u128 {

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::operation::create_stream::CreateStreamError;
 use aws_sdk_kinesis::operation::get_records::GetRecordsError;
 use aws_sdk_kinesis::operation::put_record::PutRecordError;
@@ -301,6 +302,46 @@ get_records_per_second = 5\n";
         "{ok} calls admitted in {elapsed:?}, {throttled} throttled"
     );
     assert!(throttled >= 4, "{throttled} throttled of 15");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_shard_iterator_over_five_per_second_is_throttled() {
+    let limits = "write_bytes_per_second = \"off\"\n\
+get_shard_iterator_per_second = 5\n";
+    let broker = TestBroker::builder()
+        .config_toml(config("status_delay = \"50ms\"", "", limits))
+        .start()
+        .await;
+    broker.create_stream("gi", 2).await;
+    let client = broker.client();
+    let get = |shard: &'static str| {
+        client
+            .get_shard_iterator()
+            .stream_name("gi")
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::Latest)
+            .send()
+    };
+    let start = Instant::now();
+    for _ in 0..5 {
+        get("shardId-000000000000").await.expect("five in a second");
+    }
+    let err = get("shardId-000000000000").await.unwrap_err();
+    if start.elapsed() < Duration::from_millis(900) {
+        assert_eq!(
+            err.code(),
+            Some("ProvisionedThroughputExceededException"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.message(),
+            Some("Rate exceeded for shard shardId-000000000000 in stream gi under account 000000000000.")
+        );
+    }
+    // Per shard: the other one is untouched; the first recovers after a second.
+    get("shardId-000000000001").await.expect("another shard");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    get("shardId-000000000000").await.expect("after a second");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -489,6 +489,13 @@ pub async fn get_shard_iterator(
             None => return Err(does_not_exist(&stream.name).into()),
         }
     };
+    if !shard.admit_iterator() {
+        return Err(Error::Throttled {
+            stream: stream.name.clone(),
+            shard: shard_id.to_string(),
+        }
+        .into());
+    }
     let kind = input.shard_iterator_type.unwrap_or_default();
     let now = broker.clock.now_ms();
     let position = start_position(
