@@ -19,9 +19,13 @@
 pub mod autoscale;
 pub mod budget;
 pub mod conditions;
+pub mod controller;
 pub mod crd;
 pub mod kinesis;
+pub mod leader;
 pub mod load;
 pub mod metrics;
 pub mod plan;
+pub mod render;
+pub mod standalone;
 pub mod stream;
