@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the repository, as CI does. Needs only the Rust toolchain,
-# Python 3 and network access to crates.io and PyPI; installs the rest itself.
+# Python 3 and network access to crates.io and PyPI; installs the rest itself (boto3, the
+# AWS CLI and moto_server into .venv/, before the Rust tests that need moto_server).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -18,7 +19,13 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 step "build every target (binaries, tests, benches)"
 cargo build --workspace --all-targets --locked
 
-step "unit, property and end-to-end tests (real broker binary + AWS SDK for Rust)"
+step "python test tools (.venv: boto3, AWS CLI, moto_server for the kcl lease tables)"
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q -r tests/compat/requirements.txt
+
+step "unit, property and end-to-end tests (real broker binary + AWS SDK for Rust + moto_server)"
 cargo test --workspace --locked
 
 step "wire compatibility: boto3 and the AWS CLI"

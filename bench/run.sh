@@ -329,6 +329,9 @@ listen = "127.0.0.1:$RIFFLE_PORT"
 admin_listen = "127.0.0.1:$RIFFLE_ADMIN"
 data_dir = "$WORK/data"
 
+[auth]
+anonymous = true
+
 [streams]
 status_delay = "100ms"
 shard_limit = 20000

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::auth::{authorize, Principal};
 use crate::broker::{Broker, Stream};
 use crate::error::Error;
 use error::ApiError;
@@ -71,6 +72,97 @@ impl Format {
     }
 }
 
+/// The resource an operation acts on, as its input names it (for authorization).
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// A stream, by name or ARN.
+    Stream {
+        /// `StreamName`.
+        name: Option<&'a str>,
+        /// `StreamARN`.
+        arn: Option<&'a str>,
+    },
+    /// A registered consumer, by ARN or by stream ARN and name.
+    Consumer {
+        /// `ConsumerARN`.
+        arn: Option<&'a str>,
+        /// `StreamARN`.
+        stream_arn: Option<&'a str>,
+        /// `ConsumerName`.
+        name: Option<&'a str>,
+    },
+    /// Any resource by ARN (`ResourceARN`).
+    Arn(Option<&'a str>),
+    /// The stream a shard iterator (GetRecords) or pagination token (ListShards) names.
+    Token {
+        /// The stream, when the input names it.
+        stream: Option<&'a str>,
+        /// The iterator or token.
+        token: Option<&'a str>,
+        /// Whether it is a shard iterator (else a ListShards token).
+        iterator: bool,
+    },
+    /// The account (ListStreams, DescribeLimits, account settings).
+    Account,
+}
+
+/// Inputs say which resource they act on.
+pub trait Targeted {
+    /// The resource.
+    fn target(&self) -> Target<'_>;
+}
+
+/// Implements [`Targeted`] for inputs with `stream_name` and `stream_arn` members.
+macro_rules! stream_target {
+    ($($t:ty),* $(,)?) => {
+        $(impl crate::api::Targeted for $t {
+            fn target(&self) -> crate::api::Target<'_> {
+                crate::api::Target::Stream {
+                    name: self.stream_name.as_deref(),
+                    arn: self.stream_arn.as_deref(),
+                }
+            }
+        })*
+    };
+}
+pub(crate) use stream_target;
+
+/// The ARN a policy is evaluated against for `target`; `None` when the input names no
+/// resource that exists in any form (a forged iterator, a missing stream name): the handler
+/// then refuses the request itself, on no resource.
+pub fn resource_arn(broker: &Broker, target: Target<'_>) -> Option<String> {
+    Some(match target {
+        Target::Stream { arn: Some(a), .. } | Target::Arn(Some(a)) => a.to_owned(),
+        Target::Stream { name: Some(n), .. } => broker.stream_arn(n),
+        Target::Consumer { arn: Some(a), .. } => a.to_owned(),
+        Target::Consumer {
+            stream_arn: Some(s),
+            name,
+            ..
+        } => format!("{s}/consumer/{}:*", name.unwrap_or("*")),
+        Target::Token {
+            stream: Some(s), ..
+        } => s.to_owned(),
+        Target::Token {
+            token: Some(t),
+            iterator,
+            ..
+        } => {
+            let stream = if iterator {
+                broker.iterators.decode(t).map(|it| it.stream)
+            } else {
+                ops::streams::token_stream(broker, t)
+            };
+            broker.stream_arn(&stream?)
+        }
+        Target::Account => format!(
+            "arn:aws:kinesis:{}:{}:*",
+            broker.config.region, broker.config.account_id
+        ),
+        _ => return None,
+    })
+}
+
 /// What an operation answers with.
 #[derive(Debug)]
 pub enum Reply {
@@ -111,10 +203,11 @@ macro_rules! operations {
             pub const ALL: &'static [Operation] = &[$(Operation::$name),*];
         }
 
-        /// Decodes `body`, runs the operation and encodes its output as JSON.
-        pub async fn dispatch(broker: &Arc<Broker>, op: Operation, format: Format, body: &[u8]) -> Result<Reply, ApiError> {
+        /// Decodes `body`, checks that `principal` may run the operation on the resource it
+        /// names, runs it and encodes its output in the request's format.
+        pub async fn dispatch(broker: &Arc<Broker>, principal: &Principal, op: Operation, format: Format, body: &[u8]) -> Result<Reply, ApiError> {
             match op {
-                $(Operation::$name => $runner(broker, format, body, $handler).await,)*
+                $(Operation::$name => $runner(broker, principal, op, format, body, $handler).await,)*
             }
         }
     };
@@ -159,20 +252,39 @@ operations! {
     SubscribeToShard => run_stream ops::subscribe::subscribe,
 }
 
+/// Decodes an operation's input and checks that `principal` may run it.
+fn decode_authorized<I: DeserializeOwned + Targeted>(
+    broker: &Broker,
+    principal: &Principal,
+    op: Operation,
+    format: Format,
+    body: &[u8],
+) -> Result<I, ApiError> {
+    let cap = broker.config.limits.decode_item_cap();
+    let input: I = wire::with_item_cap(cap, || format.decode(body))?;
+    if principal.policies.is_some() {
+        if let Some(resource) = resource_arn(broker, input.target()) {
+            authorize(principal, op.name(), &resource)?;
+        }
+    }
+    Ok(input)
+}
+
 async fn run<I, O, F, Fut>(
     broker: &Arc<Broker>,
+    principal: &Principal,
+    op: Operation,
     format: Format,
     body: &[u8],
     handler: F,
 ) -> Result<Reply, ApiError>
 where
-    I: DeserializeOwned,
+    I: DeserializeOwned + Targeted,
     O: Serialize,
     F: FnOnce(Arc<Broker>, I) -> Fut,
     Fut: Future<Output = Result<O, ApiError>>,
 {
-    let cap = broker.config.limits.decode_item_cap();
-    let input: I = wire::with_item_cap(cap, || format.decode(body))?;
+    let input: I = decode_authorized(broker, principal, op, format, body)?;
     let output = handler(broker.clone(), input).await?;
     // Operations without output answer with an empty body, as AWS does.
     let bytes = match format {
@@ -200,18 +312,19 @@ where
 
 async fn run_stream<I, F, Fut>(
     broker: &Arc<Broker>,
+    principal: &Principal,
+    op: Operation,
     format: Format,
     body: &[u8],
     handler: F,
 ) -> Result<Reply, ApiError>
 where
-    I: DeserializeOwned,
+    I: DeserializeOwned + Targeted,
     F: FnOnce(Arc<Broker>, I) -> Fut,
     Fut: Future<Output = Result<tokio::sync::mpsc::Receiver<bytes::Bytes>, ApiError>>,
 {
     // Event payloads are JSON whatever the request format, as AWS sends them.
-    let cap = broker.config.limits.decode_item_cap();
-    let input: I = wire::with_item_cap(cap, || format.decode(body))?;
+    let input: I = decode_authorized(broker, principal, op, format, body)?;
     Ok(Reply::Stream(handler(broker.clone(), input).await?))
 }
 

@@ -32,6 +32,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Connection limits and timeouts of the API listeners.
     pub http: HttpConfig,
+    /// Authentication and authorization.
+    pub auth: crate::auth::AuthConfig,
     /// Stream lifecycle and control-plane limits.
     pub streams: StreamsConfig,
     /// Shard log storage.
@@ -401,6 +403,7 @@ impl Default for Config {
             max_inflight_bytes: 256 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
             http: HttpConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
             streams: StreamsConfig::default(),
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
@@ -478,6 +481,19 @@ impl Config {
                 "must hold the largest request twice (body and decoded) plus three times the largest GetRecords answer",
             );
         }
+        if !self.auth.anonymous && self.auth.credentials_file.is_none() {
+            return invalid(
+                "auth",
+                "requests must be authenticated: set auth.credentials_file, or allow anonymous \
+                 access for local development with auth.anonymous = true (--allow-anonymous)",
+            );
+        }
+        if self.auth.anonymous && self.auth.credentials_file.is_some() {
+            return invalid(
+                "auth",
+                "auth.anonymous = true accepts every request unchecked; remove it or auth.credentials_file",
+            );
+        }
         let h = &self.http;
         if h.max_connections == 0 {
             return invalid("http.max_connections", "must be positive");
@@ -534,6 +550,8 @@ mod tests {
             r#"
             listen = "127.0.0.1:0"
             account_id = "123456789012"
+            [auth]
+            anonymous = true
             [streams]
             status_delay = "50ms"
             shard_limit = 10

@@ -15,6 +15,7 @@
 //! - [`limits`], [`metrics`], [`config`], [`clock`], [`error`]: supporting pieces.
 
 pub mod api;
+pub mod auth;
 pub mod broker;
 pub mod budget;
 pub mod clock;

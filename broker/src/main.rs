@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::Parser;
+use riffle_broker::auth::{Anonymous, Authenticator, SigV4};
 use riffle_broker::broker::Broker;
 use riffle_broker::clock::Clock;
 use riffle_broker::config::Config;
-use riffle_broker::server::{self, AcceptAll, App};
+use riffle_broker::server::{self, App};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +40,10 @@ struct Args {
     /// 12-digit account id written into ARNs [default: 000000000000].
     #[arg(long, env = "RIFFLE_ACCOUNT_ID")]
     account_id: Option<String>,
+    /// Accept every request without checking signatures (local development only: anyone who
+    /// can reach the port can read, write and delete every stream).
+    #[arg(long, env = "RIFFLE_ALLOW_ANONYMOUS")]
+    allow_anonymous: bool,
     /// Let tests move the broker's clock forward (POST /test/clock/advance on the admin
     /// listener). Never use in production.
     #[arg(long)]
@@ -64,6 +69,9 @@ fn load_config(args: &Args) -> Result<Config, String> {
     }
     if let Some(a) = &args.account_id {
         config.account_id = a.clone();
+    }
+    if args.allow_anonymous {
+        config.auth.anonymous = true;
     }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
@@ -129,14 +137,46 @@ async fn run(config: Config, test_clock: bool) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let stop = CancellationToken::new();
+    let mut sts = None;
+    let auth: Arc<dyn Authenticator> = if config.auth.anonymous {
+        tracing::warn!(
+            "AUTHENTICATION IS OFF (auth.anonymous): every request is accepted unchecked; \
+             anyone who can reach {} can read, write and delete every stream",
+            config.listen
+        );
+        Arc::new(Anonymous)
+    } else {
+        let sigv4 = Arc::new(
+            SigV4::open(
+                &config.auth,
+                &config.region,
+                &config.account_id,
+                &config.data_dir,
+                clock.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+        sts = Some(Arc::new(
+            riffle_broker::auth::sts::Sts::new(sigv4.clone(), &config.auth)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ));
+        tracing::info!(users = sigv4.user_count(), "SigV4 authentication on");
+        tokio::spawn(
+            sigv4
+                .clone()
+                .watch(config.auth.reload_interval, stop.clone()),
+        );
+        sigv4
+    };
     let broker = Broker::open(config, clock).await?;
     let app = Arc::new(App {
         broker: broker.clone(),
         budget: riffle_broker::budget::Budget::new(broker.config.max_inflight_bytes),
-        auth: Box::new(AcceptAll),
+        auth,
+        sts,
         ready: AtomicBool::new(false),
     });
-    let stop = CancellationToken::new();
     let api_addr = api.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let api_task = tokio::spawn(server::serve(

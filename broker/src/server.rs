@@ -7,7 +7,8 @@
 //!   → method / content type (JSON or CBOR) / X-Amz-Target checks
 //!   → body, bounded in size and time, each chunk charged to the memory budget as it
 //!     arrives (`budget.rs`), so stalled or trickling clients hold almost nothing
-//!   → authentication (the `Authenticator` seam; accept-all until security lands)
+//!   → authentication (`auth::Authenticator`: SigV4 against the credentials file, or
+//!     anonymous when switched on); authorization once the input names its resource
 //!   → api::dispatch → handler(&Broker, Input) → shard → storage
 //!   → response: JSON or CBOR (the request's format) body, an event stream, or a Kinesis error, x-amzn-RequestId, Date (added by hyper)
 //!   → metrics: count and latency per operation and result
@@ -26,7 +27,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
@@ -39,6 +40,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::error::ApiError;
 use crate::api::{self, Format, Operation, Reply};
+use crate::auth::{Authenticator, RequestHead};
 use crate::broker::Broker;
 use crate::budget::{Budget, Reservation};
 use crate::config::HttpConfig;
@@ -119,46 +121,6 @@ const ANSWER_FACTOR: u64 = 3;
 /// Largest request body accepted (a 10 MiB record, base64-encoded, with room for keys).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
-/// Who made a request, once authenticated.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    /// The access key id the request was signed with, if any.
-    pub access_key: Option<String>,
-}
-
-/// Decides whether a request may proceed. The security work replaces [`AcceptAll`] with a
-/// SigV4 verifier and policy check; nothing else in the pipeline changes.
-pub trait Authenticator: Send + Sync + std::fmt::Debug {
-    /// Authenticates a request to `op` with these headers and body.
-    fn authenticate(
-        &self,
-        op: Operation,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<Principal, ApiError>;
-}
-
-/// The default: any request, signed with any credentials or none, is accepted.
-#[derive(Debug, Default)]
-pub struct AcceptAll;
-
-impl Authenticator for AcceptAll {
-    fn authenticate(
-        &self,
-        _: Operation,
-        headers: &HeaderMap,
-        _: &[u8],
-    ) -> Result<Principal, ApiError> {
-        let access_key = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split("Credential=").nth(1))
-            .and_then(|c| c.split('/').next())
-            .map(str::to_owned);
-        Ok(Principal { access_key })
-    }
-}
-
 /// Everything a request needs.
 #[derive(Debug)]
 pub struct App {
@@ -167,7 +129,9 @@ pub struct App {
     /// The in-flight memory budget (`max_inflight_bytes`).
     pub budget: Arc<Budget>,
     /// The authentication step.
-    pub auth: Box<dyn Authenticator>,
+    pub auth: Arc<dyn Authenticator>,
+    /// The STS endpoint (temporary credentials), when authentication is on.
+    pub sts: Option<Arc<crate::auth::sts::Sts>>,
     /// Whether the broker is ready to serve (for `/readyz`).
     pub ready: AtomicBool,
 }
@@ -348,6 +312,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    if content_type == "application/x-www-form-urlencoded" {
+        return Ok(sts_request(&app, req, &rid).await);
+    }
     let op = Operation::from_target(&target);
     let Some(format) = Format::from_content_type(&content_type) else {
         // Not an AWS JSON or CBOR request: answer as AWS does for unknown protocols.
@@ -420,8 +387,21 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         reservation.grow(answer).await;
     }
     let started = Instant::now();
-    let result = match app.auth.authenticate(op, &parts.headers, &body) {
-        Ok(_principal) => api::dispatch(&app.broker, op, format, &body).await,
+    let authority = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+        parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let head = RequestHead {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        authority,
+        headers: &parts.headers,
+    };
+    let result = match app.auth.authenticate(&head, &body) {
+        Ok(principal) => api::dispatch(&app.broker, &principal, op, format, &body).await,
         Err(e) => Err(e),
     };
     let elapsed = started.elapsed().as_secs_f64();
@@ -460,6 +440,43 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         }
     };
     Ok(resp)
+}
+
+/// Serves an STS (AWS Query) request on the API port.
+async fn sts_request(app: &App, req: Request<Incoming>, rid: &str) -> Response<Body> {
+    let xml =
+        |a: crate::auth::sts::Answer| respond(a.status, Some("text/xml"), a.body.into_bytes(), rid);
+    let Some(sts) = &app.sts else {
+        return xml(crate::auth::sts::Answer {
+            status: StatusCode::BAD_REQUEST,
+            body: format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  <Error>\n    <Type>Sender</Type>\n    <Code>InvalidAction</Code>\n    <Message>STS is off on this broker: authentication is off (auth.anonymous)</Message>\n  </Error>\n  <RequestId>{rid}</RequestId>\n</ErrorResponse>\n"
+            ),
+        });
+    };
+    let reservation = app.budget.open(DECODE_FACTOR * 64 * 1024);
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, &reservation, &app.broker.config.http).await {
+        Ok(b) if b.len() <= 64 * 1024 => b,
+        Ok(_) | Err(BodyError::TooLarge) => {
+            return respond(StatusCode::PAYLOAD_TOO_LARGE, None, Vec::new(), rid)
+        }
+        Err(_) => return respond(StatusCode::REQUEST_TIMEOUT, None, Vec::new(), rid),
+    };
+    let authority = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+        parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let head = RequestHead {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        authority,
+        headers: &parts.headers,
+    };
+    xml(sts.handle(&head, &body, rid))
 }
 
 /// Serves one admin request.

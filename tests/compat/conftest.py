@@ -30,6 +30,70 @@ READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
 CLI_TIMEOUT_S = 60.0
 
+# Authentication is on: every client of the suite signs with a key the broker knows, so
+# each test also proves that client's SigV4 signatures verify.
+CREDENTIALS_TOML = """\
+[[users]]
+name = "compat"
+access_key_id = "AKIDRIFFLECOMPAT"
+secret_access_key = "riffle-compat-secret"
+policies = ["administrator"]
+
+[[users]]
+name = "js"
+access_key_id = "AKIDRIFFLEJS"
+secret_access_key = "riffle-js-secret"
+policies = ["administrator"]
+
+[[users]]
+name = "nobody"
+access_key_id = "AKIDRIFFLENOBODY"
+secret_access_key = "riffle-nobody-secret"
+policies = []
+
+[[roles]]
+name = "producer-sts"
+policies = [{ template = "producer", streams = ["sts-*"] }]
+service_accounts = ["team/checkout"]
+trusted_users = ["compat"]
+"""
+
+# The test OIDC issuer whose tokens AssumeRoleWithWebIdentity accepts (see test_sts.py).
+OIDC_ISSUER = "https://kubernetes.default.svc.cluster.local"
+OIDC_AUDIENCE = "riffle"
+
+
+def _issuer_key():
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+ISSUER_KEY = _issuer_key()
+
+
+def issuer_jwks() -> str:
+    import base64
+
+    numbers = ISSUER_KEY.public_key().public_numbers()
+
+    def b64(n: int) -> str:
+        return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
+
+    return json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig",
+                                 "kid": "compat", "x": b64(numbers.x), "y": b64(numbers.y)}]})
+
+
+def web_identity_token(namespace: str, name: str, audience: str = OIDC_AUDIENCE,
+                       lifetime: int = 600) -> str:
+    """A Kubernetes-shaped service-account token signed by the test issuer."""
+    import jwt
+
+    now = int(time.time())
+    claims = {"iss": OIDC_ISSUER, "sub": f"system:serviceaccount:{namespace}:{name}",
+              "aud": [audience], "iat": now - 10, "nbf": now - 10, "exp": now + lifetime}
+    return jwt.encode(claims, ISSUER_KEY, algorithm="ES256", headers={"kid": "compat"})
+
 CONFIG_TOML = """\
 [streams]
 status_delay = "50ms"
@@ -115,7 +179,16 @@ def broker():
         data_dir = tmp / "data"
         data_dir.mkdir()
         config = tmp / "riffle.toml"
-        config.write_text(CONFIG_TOML)
+        credentials = tmp / "credentials.toml"
+        credentials.write_text(CREDENTIALS_TOML)
+        jwks = tmp / "jwks.json"
+        jwks.write_text(issuer_jwks())
+        config.write_text(
+            CONFIG_TOML
+            + f'\n[auth]\ncredentials_file = "{credentials}"\n'
+            + f'\n[auth.web_identity]\nissuer = "{OIDC_ISSUER}"\n'
+            + f'audiences = ["{OIDC_AUDIENCE}"]\njwks_file = "{jwks}"\n'
+        )
         stderr_path = tmp / "broker.stderr"
         with open(stderr_path, "wb") as stderr:
             proc = subprocess.Popen(

@@ -1,4 +1,5 @@
-//! End-to-end test harness for the Riffle broker.
+//! End-to-end test harness for the Riffle broker (and [`MotoServer`], a real
+//! DynamoDB-compatible server for the consumer library's lease tables).
 //!
 //! The harness starts the real `riffle-broker` binary as a child process on
 //! loopback ports chosen by the OS, waits for its readiness line, and hands out
@@ -48,6 +49,9 @@
 //!     .unwrap();
 //! # }
 //! ```
+
+pub mod moto;
+pub use moto::MotoServer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -115,11 +119,26 @@ pub fn cmp_seq(a: &str, b: &str) -> std::cmp::Ordering {
 ///
 /// Panics with instructions if the binary does not exist.
 pub fn broker_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("RIFFLE_BROKER_BIN") {
+    workspace_binary("riffle-broker", "RIFFLE_BROKER_BIN")
+}
+
+/// Path of the `riffle` command-line tool: `$RIFFLE_CLI_BIN`, else the workspace's
+/// `target/<profile>/riffle` (built by `cargo build`, like the broker).
+///
+/// # Panics
+///
+/// Panics with instructions if the binary does not exist.
+pub fn cli_binary() -> PathBuf {
+    workspace_binary("riffle", "RIFFLE_CLI_BIN")
+}
+
+/// A binary of this workspace: `$env` if set, else `<target>/<profile>/<name>`.
+fn workspace_binary(name: &str, env: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
         let p = PathBuf::from(p);
         assert!(
             p.is_file(),
-            "RIFFLE_BROKER_BIN points at {}, which is not a file",
+            "{env} points at {}, which is not a file",
             p.display()
         );
         return p;
@@ -136,12 +155,11 @@ pub fn broker_binary() -> PathBuf {
     } else {
         "release"
     };
-    let bin = target.join(profile).join("riffle-broker");
+    let bin = target.join(profile).join(name);
     assert!(
         bin.is_file(),
-        "the broker binary {} is missing: run `cargo build -p riffle-broker` \
-         (or `cargo build` at the workspace root, which builds all binaries; \
-         `cargo test` alone does not) before the tests, or set RIFFLE_BROKER_BIN",
+        "the binary {} is missing: run `cargo build` at the workspace root \
+         (which builds all binaries; `cargo test` alone does not) before the tests, or set {env}",
         bin.display()
     );
     bin
@@ -151,6 +169,7 @@ pub fn broker_binary() -> PathBuf {
 #[derive(Debug, Default)]
 pub struct TestBrokerBuilder {
     config_toml: Option<String>,
+    credentials: Option<String>,
     test_clock: bool,
     data_dir: Option<PathBuf>,
     tls: Option<(String, String)>,
@@ -163,6 +182,14 @@ impl TestBrokerBuilder {
     /// read from the ready line; see [`TestBroker::tls_endpoint`].
     pub fn tls(mut self, cert_chain_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
         self.tls = Some((cert_chain_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Turns authentication on with this credentials file (TOML, see the broker's
+    /// `auth/keys.rs`). Without it, a config that has no `[auth]` table gets
+    /// `anonymous = true`, so tests that are not about authentication need no keys.
+    pub fn credentials(mut self, toml: impl Into<String>) -> Self {
+        self.credentials = Some(toml.into());
         self
     }
 
@@ -200,6 +227,16 @@ impl TestBrokerBuilder {
         let mut config = self
             .config_toml
             .unwrap_or_else(|| DEFAULT_CONFIG.to_string());
+        if let Some(creds) = &self.credentials {
+            let path = scratch.path().join("credentials.toml");
+            std::fs::write(&path, creds).expect("write credentials");
+            config.push_str(&format!(
+                "\n[auth]\ncredentials_file = {:?}\nreload_interval = \"200ms\"\n",
+                path.display().to_string()
+            ));
+        } else if !config.contains("[auth]") {
+            config.push_str("\n[auth]\nanonymous = true\n");
+        }
         if let Some((cert, key)) = &self.tls {
             let cert_path = scratch.path().join("tls.crt");
             let key_path = scratch.path().join("tls.key");
@@ -405,6 +442,12 @@ impl TestBroker {
         self.running().pid
     }
 
+    /// The credentials file given to [`TestBrokerBuilder::credentials`] (rewrite it to test
+    /// reloading; the broker checks it every 200 ms).
+    pub fn credentials_file(&self) -> PathBuf {
+        self._scratch.path().join("credentials.toml")
+    }
+
     /// The data directory (kept across [`restart`](Self::restart)).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -590,13 +633,28 @@ fn parse_ready_tls(line: &str) -> Option<SocketAddr> {
 /// Builds a Kinesis client for `endpoint` with the harness's settings (see
 /// [`TestBroker::client`]).
 pub fn make_client(endpoint: &str) -> aws_sdk_kinesis::Client {
+    client_with_keys(endpoint, TEST_ACCESS_KEY, TEST_SECRET_KEY, None)
+}
+
+/// The access key id [`make_client`] signs with.
+pub const TEST_ACCESS_KEY: &str = "AKIDRIFFLETEST";
+/// The secret [`make_client`] signs with.
+pub const TEST_SECRET_KEY: &str = "riffle-test-secret";
+
+/// A client like [`make_client`] signing with other credentials (and a session token).
+pub fn client_with_keys(
+    endpoint: &str,
+    access_key: &str,
+    secret: &str,
+    session_token: Option<&str>,
+) -> aws_sdk_kinesis::Client {
     let config = aws_sdk_kinesis::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .credentials_provider(Credentials::new(
-            "AKIDRIFFLETEST",
-            "riffle-test-secret",
-            None,
+            access_key,
+            secret,
+            session_token.map(str::to_owned),
             None,
             "riffle-tests",
         ))
@@ -822,5 +880,80 @@ mod unit {
         assert_eq!(parse_ready_tls(with_tls).map(|a| a.port()), Some(4569));
         assert!(parse_ready_line(with_tls).is_some());
         assert!(parse_ready_tls("riffle-broker ready api=127.0.0.1:1 admin=x").is_none());
+    }
+}
+
+/// A test OIDC issuer: an ECDSA P-256 key, its JWKS document, and web identity tokens
+/// signed with it (shaped like Kubernetes projected service-account tokens).
+pub mod oidc {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    /// The issuer the tests' tokens name.
+    pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+    /// The audience the tests' tokens are for.
+    pub const AUDIENCE: &str = "riffle";
+
+    /// A signing key and its public JWKS.
+    pub struct Issuer {
+        key_pem: String,
+        /// The JWKS document (`{"keys": [...]}`) for the broker.
+        pub jwks: String,
+        /// The key id.
+        pub kid: String,
+    }
+
+    impl std::fmt::Debug for Issuer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Issuer").field("kid", &self.kid).finish()
+        }
+    }
+
+    impl Issuer {
+        /// A fresh key, with key id `kid`.
+        pub fn new(kid: &str) -> Issuer {
+            let pair = rcgen::KeyPair::generate().expect("generate a P-256 key");
+            let raw = pair.public_key_raw();
+            assert_eq!(raw.len(), 65, "an uncompressed P-256 point");
+            let jwks = serde_json::json!({ "keys": [{
+                "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+                "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
+                "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
+            }]});
+            Issuer {
+                key_pem: pair.serialize_pem(),
+                jwks: jwks.to_string(),
+                kid: kid.to_owned(),
+            }
+        }
+
+        /// A token for the service account `namespace/name`, valid `lifetime_secs` from now
+        /// (negative: already expired), for `audience`.
+        pub fn token(
+            &self,
+            namespace: &str,
+            name: &str,
+            audience: &str,
+            lifetime_secs: i64,
+        ) -> String {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs() as i64;
+            let claims = serde_json::json!({
+                "iss": ISSUER,
+                "sub": format!("system:serviceaccount:{namespace}:{name}"),
+                "aud": [audience],
+                "iat": now - 10,
+                "nbf": now - 10,
+                "exp": now + lifetime_secs,
+                "kubernetes.io": { "namespace": namespace, "serviceaccount": { "name": name } },
+            });
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+            header.kid = Some(self.kid.clone());
+            let key = jsonwebtoken::EncodingKey::from_ec_pem(self.key_pem.as_bytes())
+                .expect("the key's PEM");
+            jsonwebtoken::encode(&header, &claims, &key).expect("sign a token")
+        }
     }
 }

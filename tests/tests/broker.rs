@@ -6,6 +6,8 @@
 //! `cargo build` at the workspace root); `cargo test` alone does not build
 //! `target/debug/riffle-broker`. See the `riffle_tests` crate docs.
 
+#[path = "broker/auth.rs"]
+mod auth;
 #[path = "broker/common.rs"]
 mod common;
 #[path = "broker/control_plane.rs"]
@@ -24,6 +26,8 @@ mod limits;
 mod metrics;
 #[path = "broker/resharding.rs"]
 mod resharding;
+#[path = "broker/sts.rs"]
+mod sts;
 #[path = "broker/tls.rs"]
 mod tls;
 #[path = "broker/wire.rs"]

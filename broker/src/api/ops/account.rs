@@ -140,3 +140,15 @@ pub async fn update_account_settings(
     broker.persist().await?;
     Ok(settings_out(&broker))
 }
+
+impl crate::api::Targeted for NoInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Account
+    }
+}
+
+impl crate::api::Targeted for UpdateAccountSettingsInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Account
+    }
+}

@@ -301,3 +301,31 @@ pub async fn list(broker: Arc<Broker>, input: ListInput) -> Result<ListOutput, A
         next_token: next,
     })
 }
+
+impl crate::api::Targeted for RegisterInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Stream {
+            name: None,
+            arn: self.stream_arn.as_deref(),
+        }
+    }
+}
+
+impl crate::api::Targeted for ListInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Stream {
+            name: None,
+            arn: self.stream_arn.as_deref(),
+        }
+    }
+}
+
+impl crate::api::Targeted for ConsumerRefInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Consumer {
+            arn: self.consumer_arn.as_deref(),
+            stream_arn: self.stream_arn.as_deref(),
+            name: self.consumer_name.as_deref(),
+        }
+    }
+}

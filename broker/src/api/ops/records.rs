@@ -792,3 +792,15 @@ pub async fn get_records(
         child_shards: child,
     })
 }
+
+crate::api::stream_target!(PutRecordInput, PutRecordsInput, GetShardIteratorInput);
+
+impl crate::api::Targeted for GetRecordsInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Token {
+            stream: self.stream_arn.as_deref(),
+            token: self.shard_iterator.as_deref(),
+            iterator: true,
+        }
+    }
+}

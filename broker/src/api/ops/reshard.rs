@@ -470,6 +470,8 @@ pub async fn update_shard_count(
     })
 }
 
+crate::api::stream_target!(SplitShardInput, MergeShardsInput, UpdateShardCountInput);
+
 #[cfg(test)]
 mod tests {
     use super::*;

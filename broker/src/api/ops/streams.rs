@@ -1191,3 +1191,70 @@ pub async fn update_warm_throughput(
         },
     })
 }
+
+crate::api::stream_target!(
+    DeleteStreamInput,
+    DescribeStreamInput,
+    StreamRefInput,
+    RetentionInput,
+    MonitoringInput,
+    EncryptionInput,
+    UpdateWarmThroughputInput,
+);
+
+impl crate::api::Targeted for CreateStreamInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Stream {
+            name: self.stream_name.as_deref(),
+            arn: None,
+        }
+    }
+}
+
+impl crate::api::Targeted for ListStreamsInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Account
+    }
+}
+
+impl crate::api::Targeted for ListShardsInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        match (&self.stream_name, &self.stream_arn) {
+            (None, None) => crate::api::Target::Token {
+                stream: None,
+                token: self.next_token.as_deref(),
+                iterator: false,
+            },
+            _ => crate::api::Target::Stream {
+                name: self.stream_name.as_deref(),
+                arn: self.stream_arn.as_deref(),
+            },
+        }
+    }
+}
+
+impl crate::api::Targeted for UpdateStreamModeInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Stream {
+            name: None,
+            arn: self.stream_arn.as_deref(),
+        }
+    }
+}
+
+impl crate::api::Targeted for UpdateMaxRecordSizeInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Stream {
+            name: None,
+            arn: self.stream_arn.as_deref(),
+        }
+    }
+}
+
+/// The stream a ListShards pagination token names, if it verifies.
+pub(crate) fn token_stream(broker: &Broker, token: &str) -> Option<String> {
+    let payload = broker.iterators.verify_token(token)?;
+    serde_json::from_slice::<ListShardsToken>(&payload)
+        .ok()
+        .map(|t| t.stream)
+}

@@ -340,3 +340,13 @@ impl Subscription {
         }
     }
 }
+
+impl crate::api::Targeted for SubscribeInput {
+    fn target(&self) -> crate::api::Target<'_> {
+        crate::api::Target::Consumer {
+            arn: self.consumer_arn.as_deref(),
+            stream_arn: None,
+            name: None,
+        }
+    }
+}

@@ -404,3 +404,20 @@ pub async fn list_tags_for_resource(
             .collect(),
     })
 }
+
+crate::api::stream_target!(AddTagsInput, RemoveTagsInput, ListTagsInput);
+
+macro_rules! resource_target {
+    ($($t:ty),*) => {
+        $(impl crate::api::Targeted for $t {
+            fn target(&self) -> crate::api::Target<'_> {
+                crate::api::Target::Arn(self.resource_arn.as_deref())
+            }
+        })*
+    };
+}
+resource_target!(
+    TagResourceInput,
+    UntagResourceInput,
+    ListTagsForResourceInput
+);

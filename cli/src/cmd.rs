@@ -1,0 +1,4 @@
+//! One module per subcommand; each is a thin shell over the SDK, kpl or kcl.
+
+pub(crate) mod stream;
+pub(crate) mod top;
