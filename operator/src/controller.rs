@@ -938,7 +938,7 @@ async fn reconcile_broker_inner(b: &RiffleBroker, ctx: &Context) -> Result<Actio
         })
         .map(|s| StreamLimits {
             stream: s.stream_name(),
-            limits: s.spec.shard_limits.clone(),
+            limits: s.spec.shard_limits,
         })
         .collect();
     streams.sort_by(|a, b| a.stream.cmp(&b.stream));
@@ -1121,7 +1121,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     .owns(Api::<ConfigMap>::all(client.clone()), managed)
     .watches(streams, watcher::Config::default(), |s: Stream| {
         let ns = s.namespace();
-        s.spec.broker_ref.clone().map(|b| {
+        s.spec.broker_ref.map(|b| {
             let r = kube::runtime::reflector::ObjectRef::<RiffleBroker>::new(&b);
             match ns {
                 Some(ns) => r.within(&ns),

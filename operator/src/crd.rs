@@ -6,6 +6,10 @@
 //! Field semantics are documented on each field; they become the `description`s users see
 //! in `kubectl explain`.
 
+// `#[kube(printcolumn(..), printcolumn(..))]` repeats an attribute key on purpose; clippy's
+// duplicated_attributes lint reads the macro's arguments as duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;

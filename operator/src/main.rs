@@ -102,6 +102,9 @@ struct StandaloneArgs {
 
 fn main() {
     let cli = Cli::parse();
+    // Both rustls back ends are linked (kube asks for ring, the AWS SDK for aws-lc-rs), so
+    // rustls cannot pick one itself; kube's client config needs a process default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if let Command::Crdgen = cli.command {
         print!("{}", crd::crds_yaml());
         return;
