@@ -409,6 +409,8 @@ pub fn render(
                 "ownerReferences": b.controller_owner_ref(&()).map(|o| vec![o]),
             },
             "spec": {
+                // job="riffle-broker", which the chart's alert rules and dashboard select.
+                "jobLabel": "app.kubernetes.io/name",
                 "selector": {"matchLabels": selector_labels(b)},
                 "endpoints": [{"port": "admin", "path": "/metrics", "interval": "15s"}],
             }
@@ -581,6 +583,7 @@ mod tests {
         let sm = a.service_monitor.unwrap();
         assert_eq!(sm["metadata"]["labels"]["release"], "prom");
         assert_eq!(sm["spec"]["endpoints"][0]["port"], "admin");
+        assert_eq!(sm["spec"]["jobLabel"], "app.kubernetes.io/name");
         assert_eq!(
             sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"],
             "riffle"

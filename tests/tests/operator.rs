@@ -4,8 +4,12 @@
 //! local broker as its endpoint, and the broker workload is checked by reading back the
 //! objects the operator wrote.
 
+#[path = "operator/chart.rs"]
+mod chart;
 #[path = "operator/cluster.rs"]
 mod cluster;
+#[path = "operator/dashboard.rs"]
+mod dashboard;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -44,17 +48,27 @@ struct Operator {
 }
 
 impl Operator {
-    fn start(cluster: &Cluster, identity: &str) -> Operator {
-        let mut child = Command::new(operator_binary())
-            .args([
-                "run",
-                "--metrics-listen",
-                "127.0.0.1:0",
-                "--lease-namespace",
-                "default",
-            ])
-            .args(["--identity", identity, "--lease-seconds", "6"])
-            .env("KUBECONFIG", &cluster.kubeconfig)
+    /// `riffle-operator run` against the cluster, as `identity`, with `kubeconfig` (the
+    /// chart's least-privilege ServiceAccount).
+    fn start(kubeconfig: &std::path::Path, identity: &str) -> Operator {
+        let args = [
+            "run",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--lease-namespace",
+            "default",
+            "--identity",
+            identity,
+            "--lease-seconds",
+            "6",
+        ];
+        Operator::spawn(&args, Some(kubeconfig), identity)
+    }
+
+    /// The operator binary with `args`, logging tagged with `tag`.
+    fn spawn(args: &[&str], kubeconfig: Option<&std::path::Path>, tag: &str) -> Operator {
+        let mut cmd = Command::new(operator_binary());
+        cmd.args(args)
             .env("AWS_ACCESS_KEY_ID", "AKIDRIFFLETEST")
             .env("AWS_SECRET_ACCESS_KEY", "riffle-test-secret")
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -62,11 +76,26 @@ impl Operator {
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start riffle-operator");
-        let log = cluster::forward(&mut child, identity);
+            .kill_on_drop(true);
+        if let Some(k) = kubeconfig {
+            cmd.env("KUBECONFIG", k);
+        }
+        let mut child = cmd.spawn().expect("start riffle-operator");
+        let log = cluster::forward(&mut child, tag);
         Operator { child, log }
+    }
+
+    /// Waits (at most 30 s) until it logs its metrics address.
+    async fn wait_metrics_addr(&self) -> std::net::SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.logged("serving metrics") {
+            assert!(
+                Instant::now() < deadline,
+                "the operator never served metrics"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.metrics_addr()
     }
 
     /// The address of its /metrics server, from its log.
@@ -140,7 +169,8 @@ async fn until(
     }
 }
 
-async fn open_shards(broker: &TestBroker, stream: &str) -> usize {
+/// Ids of the open shards of `stream` on the broker.
+async fn open_shard_ids(broker: &TestBroker, stream: &str) -> Vec<String> {
     let out = broker
         .client()
         .list_shards()
@@ -154,12 +184,34 @@ async fn open_shards(broker: &TestBroker, stream: &str) -> usize {
         .send()
         .await
         .unwrap();
-    out.shards().len()
+    out.shards()
+        .iter()
+        .map(|s| s.shard_id().to_string())
+        .collect()
+}
+
+async fn open_shards(broker: &TestBroker, stream: &str) -> usize {
+    open_shard_ids(broker, stream).await.len()
 }
 
 fn shards(v: &Value) -> i64 {
     v["status"]["openShards"].as_i64().unwrap_or(-1)
 }
+
+const SERVICE_MONITOR_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: servicemonitors.monitoring.coreos.com}
+spec:
+  group: monitoring.coreos.com
+  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+";
 
 const BROKER_CONFIG: &str = r#"
 region = "us-east-1"
@@ -212,8 +264,43 @@ async fn operator_end_to_end() {
             .await;
     }
 
+    // The Prometheus operator's ServiceMonitor CRD (a minimal stand-in: only its presence
+    // matters), so the operator renders the broker's ServiceMonitor.
+    cluster.apply(SERVICE_MONITOR_CRD).await;
+    cluster
+        .kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/servicemonitors.monitoring.coreos.com",
+            "--timeout=60s",
+        ])
+        .await;
+
+    // The chart, rendered by the real helm and applied: ServiceAccount, least-privilege
+    // RBAC, Deployment (no kubelet runs it), the RiffleBroker. The operators below run as
+    // the chart's ServiceAccount, so every call they make must be allowed by its ClusterRole.
+    let rendered = chart::helm_template("default", &["broker.storage.size=5Gi"], &[]);
+    cluster.apply(&rendered).await;
+    let token = cluster
+        .kubectl_ok(&["create", "token", "rel-riffle", "--duration=1h"])
+        .await;
+    let kubeconfig = cluster.kubeconfig_for_token(token.trim());
+    let (can, _, _) = cluster
+        .kubectl(&[
+            "auth",
+            "can-i",
+            "delete",
+            "statefulsets",
+            "--as=system:serviceaccount:default:rel-riffle",
+        ])
+        .await;
+    assert!(
+        !can,
+        "the operator's ServiceAccount may not delete StatefulSets"
+    );
+
     // Two operators: exactly one leads.
-    let op1 = Operator::start(&cluster, "op-1");
+    let op1 = Operator::start(&kubeconfig, "op-1");
     let lease = until(
         &cluster,
         "lease/riffle-operator",
@@ -222,7 +309,7 @@ async fn operator_end_to_end() {
     )
     .await;
     assert_eq!(lease["spec"]["leaseDurationSeconds"], 6);
-    let op2 = Operator::start(&cluster, "op-2");
+    let op2 = Operator::start(&kubeconfig, "op-2");
 
     // kubectl apply of a Stream makes it appear on the broker; kubectl wait returns.
     cluster
@@ -368,12 +455,8 @@ spec:
         );
     }
 
-    // The broker workload, rendered and applied; read back.
-    cluster
-        .apply(
-            "apiVersion: riffle.dev/v1alpha1\nkind: RiffleBroker\nmetadata: {name: riffle}\nspec:\n  image: riffle/broker:0.1.0\n  storage: {size: 5Gi}\n",
-        )
-        .await;
+    // The broker workload (the chart's RiffleBroker), rendered by the operator and applied;
+    // read back.
     cluster
         .apply("apiVersion: riffle.dev/v1alpha1\nkind: Stream\nmetadata: {name: clicks}\nspec: {shardCount: 1, brokerRef: riffle, shardLimits: {writeRecordsPerSecond: 500}}\n")
         .await;
@@ -392,6 +475,14 @@ spec:
         sts["metadata"]["ownerReferences"][0]["kind"],
         "RiffleBroker"
     );
+    let sm = until(
+        &cluster,
+        "servicemonitor/riffle",
+        Duration::from_secs(30),
+        |v| v["spec"]["jobLabel"].is_string(),
+    )
+    .await;
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "admin");
     get(&cluster, "service/riffle-headless").await;
     get(&cluster, "poddisruptionbudget/riffle").await;
     let cm = until(
@@ -424,6 +515,64 @@ spec:
         "no kubelet, so no pod is ready"
     );
     cluster.kubectl_ok(&["delete", "stream", "clicks"]).await;
+
+    // An enhanced fan-out Consumer: registered on the broker, its ARN in status, and a
+    // credentials Secret scoped (by policy) to the stream; deleting it deregisters it.
+    cluster
+        .apply(
+            "apiVersion: riffle.dev/v1alpha1\nkind: Consumer\nmetadata: {name: billing}\n\
+             spec: {streamRef: orders, kind: EnhancedFanOut}\n",
+        )
+        .await;
+    cluster
+        .kubectl_ok(&[
+            "wait",
+            "--for=condition=Ready",
+            "consumer/billing",
+            "--timeout=60s",
+        ])
+        .await;
+    let c = get(&cluster, "consumer/billing").await;
+    let consumer_arn = c["status"]["consumerArn"].as_str().unwrap().to_string();
+    assert!(
+        consumer_arn.contains(":stream/orders/consumer/billing:"),
+        "{consumer_arn}"
+    );
+    let listed = broker
+        .client()
+        .list_stream_consumers()
+        .stream_arn(riffle_tests::stream_arn("orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.consumers()[0].consumer_arn(), consumer_arn);
+    let secret = get(&cluster, "secret/billing-riffle-credentials").await;
+    for key in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "RIFFLE_CONSUMER_ARN",
+        "policy.json",
+    ] {
+        assert!(secret["data"][key].is_string(), "the Secret has no {key}");
+    }
+    assert_eq!(secret["metadata"]["ownerReferences"][0]["kind"], "Consumer");
+    cluster
+        .kubectl_ok(&["delete", "consumer", "billing", "--timeout=60s"])
+        .await;
+    let listed = broker
+        .client()
+        .list_stream_consumers()
+        .stream_arn(riffle_tests::stream_arn("orders"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .consumers()
+            .iter()
+            .all(|c| c.consumer_status() != &aws_sdk_kinesis::types::ConsumerStatus::Active),
+        "deregistered: {listed:?}"
+    );
 
     // Leadership moves when the leader stops, and the new leader reads the reshard ledger
     // from status: it sees the exhausted budget of `orders` (still asking for 50 shards)

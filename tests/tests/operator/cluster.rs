@@ -191,6 +191,25 @@ impl Cluster {
         cluster
     }
 
+    /// A kubeconfig for the same server that authenticates with `token` (a ServiceAccount
+    /// token from `kubectl create token`).
+    pub(crate) fn kubeconfig_for_token(&self, token: &str) -> PathBuf {
+        let admin = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let path = self.dir.path().join(format!("kubeconfig-{}", free_port()));
+        let user = admin
+            .lines()
+            .find(|l| l.trim_start().starts_with("token: "))
+            .expect("admin token line")
+            .to_string();
+        let indent = &user[..user.len() - user.trim_start().len()];
+        std::fs::write(
+            &path,
+            admin.replace(&user, &format!("{indent}token: {token}")),
+        )
+        .unwrap();
+        path
+    }
+
     /// Runs the real kubectl: (success, stdout, stderr).
     pub(crate) async fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(self.bin.join("kubectl"))
