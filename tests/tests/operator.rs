@@ -664,6 +664,7 @@ spec:
     scaleDownCooldown: 8s
     maxReshardsPer24h: 10
     reserveForScaleUp: 2
+    approval: Manual
 "#
         ))
         .await;
@@ -705,6 +706,51 @@ spec:
             }
         })
     };
+    // Manual approval: the first decision is only proposed, until the annotation names it.
+    let s = until(&cluster, "stream/hot", Duration::from_secs(60), |v| {
+        v["status"]["pendingProposal"]["id"].is_string()
+    })
+    .await;
+    let proposal = s["status"]["pendingProposal"].clone();
+    assert_eq!(
+        (
+            proposal["fromShards"].as_i64(),
+            proposal["toShards"].as_i64()
+        ),
+        (Some(1), Some(2)),
+        "{proposal}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        open_shards(&broker, "hot").await,
+        1,
+        "nothing happens before approval"
+    );
+    let id = proposal["id"].as_str().unwrap();
+    cluster
+        .kubectl_ok(&[
+            "annotate",
+            "stream",
+            "hot",
+            &format!("riffle.dev/approve-reshard={id}"),
+        ])
+        .await;
+    let s = until(&cluster, "stream/hot", Duration::from_secs(30), |v| {
+        shards(v) == 2
+    })
+    .await;
+    assert!(s["status"]["pendingProposal"].is_null(), "{}", s["status"]);
+    cluster
+        .kubectl_ok(&[
+            "patch",
+            "stream",
+            "hot",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"autoscaling":{"approval":"Auto"}}}"#,
+        ])
+        .await;
+
     // Step by step up to 5 shards (300 records/s against 100 per shard at a 70% target);
     // then a decision with the load it saw (the first full window after the last step).
     let s = until(&cluster, "stream/hot", Duration::from_secs(110), |v| {
