@@ -27,6 +27,8 @@ struct Cli {
 enum Workload {
     /// PutRecords throughput: batches of `--batch` records from `--concurrency` callers.
     PutRecords(workload::put::PutRecordsArgs),
+    /// User records/s through the riffle-kpl producer library (aggregation on or off).
+    Kpl(workload::kpl::KplArgs),
     /// Sequential PutRecord at a fixed rate: latency percentiles.
     PutRecordLatency(workload::latency::LatencyArgs),
     /// Fill a stream, then read it all from TRIM_HORIZON across shards in parallel.
@@ -51,6 +53,7 @@ impl Workload {
     fn name(&self) -> &'static str {
         match self {
             Workload::PutRecords(_) => "put-records",
+            Workload::Kpl(_) => "kpl",
             Workload::PutRecordLatency(_) => "put-record-latency",
             Workload::Read(_) => "read",
             Workload::Propagation(_) => "propagation",
@@ -65,6 +68,7 @@ impl Workload {
     fn common(&self) -> &Common {
         match self {
             Workload::PutRecords(a) => &a.common,
+            Workload::Kpl(a) => &a.common,
             Workload::PutRecordLatency(a) => &a.common,
             Workload::Read(a) => &a.common,
             Workload::Propagation(a) => &a.common,
@@ -79,6 +83,7 @@ impl Workload {
     fn params(&self) -> Value {
         match self {
             Workload::PutRecords(a) => a.params(),
+            Workload::Kpl(a) => a.params(),
             Workload::PutRecordLatency(a) => a.params(),
             Workload::Read(a) => a.params(),
             Workload::Propagation(a) => a.params(),
@@ -95,6 +100,7 @@ impl Workload {
         let c = self.common();
         let bound = match self {
             Workload::PutRecords(a) => a.duration() + 60.0,
+            Workload::Kpl(a) => a.duration() + 120.0,
             Workload::PutRecordLatency(a) => a.duration() * 2.0 + 60.0,
             Workload::Read(a) => a.fill_secs + a.duration() + 120.0,
             Workload::Propagation(a) => a.duration() + a.drain_secs + 60.0,
@@ -157,6 +163,7 @@ fn main() -> std::process::ExitCode {
         let run = async {
             match &w {
                 Workload::PutRecords(a) => workload::put::run(&ctx, a).await,
+                Workload::Kpl(a) => workload::kpl::run(&ctx, a).await,
                 Workload::PutRecordLatency(a) => workload::latency::run(&ctx, a).await,
                 Workload::Read(a) => workload::read::run(&ctx, a).await,
                 Workload::Propagation(a) => workload::propagation::run(&ctx, a).await,

@@ -1,6 +1,7 @@
 //! The workloads, one module per subcommand.
 
 pub mod burst;
+pub mod kpl;
 pub mod latency;
 pub mod propagation;
 pub mod put;

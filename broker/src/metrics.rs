@@ -5,11 +5,16 @@
 //! clones of its own counters so the hot path never hashes labels. The CloudWatch metric
 //! each one corresponds to is listed in `docs/metrics.md`.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 /// Labels of a per-shard series.
@@ -61,6 +66,85 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 19))
 }
 
+/// The window of [`WindowMax`].
+pub const WINDOW: Duration = Duration::from_secs(60);
+
+/// A gauge that reports the largest value observed over a trailing window, as CloudWatch's
+/// `Maximum` statistic of a period does, so that a spike between two scrapes is not lost to
+/// the last value. Two fixed windows of [`WINDOW`]: a scrape reports the maximum of the
+/// current and the previous one (covering the last 60 to 120 s); with no observation in
+/// either, the last value observed. Independent of who scrapes and how often.
+#[derive(Debug, Clone, Default)]
+pub struct WindowMax(Arc<Mutex<WindowState>>);
+
+#[derive(Debug, Default)]
+struct WindowState {
+    started: Option<Instant>,
+    current: Option<i64>,
+    previous: Option<i64>,
+    last: i64,
+}
+
+impl WindowState {
+    fn roll(&mut self, now: Instant) {
+        let Some(started) = self.started else {
+            self.started = Some(now);
+            return;
+        };
+        let age = now.saturating_duration_since(started);
+        if age >= WINDOW * 2 {
+            self.previous = None;
+            self.current = None;
+            self.started = Some(now);
+        } else if age >= WINDOW {
+            self.previous = self.current.take();
+            self.started = Some(started + WINDOW);
+        }
+    }
+}
+
+impl WindowMax {
+    /// Records one value.
+    pub fn observe(&self, v: i64) {
+        self.observe_at(v, Instant::now());
+    }
+
+    /// What a scrape reports now.
+    pub fn get(&self) -> i64 {
+        self.get_at(Instant::now())
+    }
+
+    fn observe_at(&self, v: i64, now: Instant) {
+        let mut st = self.0.lock();
+        st.roll(now);
+        st.current = Some(st.current.map_or(v, |c| c.max(v)));
+        st.last = v;
+    }
+
+    fn get_at(&self, now: Instant) -> i64 {
+        let mut st = self.0.lock();
+        st.roll(now);
+        match (st.current, st.previous) {
+            (None, None) => st.last,
+            (a, b) => a.unwrap_or(i64::MIN).max(b.unwrap_or(i64::MIN)),
+        }
+    }
+}
+
+impl prometheus_client::metrics::TypedMetric for WindowMax {
+    const TYPE: MetricType = MetricType::Gauge;
+}
+
+impl EncodeMetric for WindowMax {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_gauge(&self.get())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
+
 /// Every metric family of the broker.
 #[derive(Debug)]
 pub struct Metrics {
@@ -77,8 +161,9 @@ pub struct Metrics {
     pub write_throttled: Family<ShardLabels, Counter>,
     /// GetRecords calls rejected by the read limit (ReadProvisionedThroughputExceeded).
     pub read_throttled: Family<ShardLabels, Counter>,
-    /// Milliseconds behind the tip in the last GetRecords answer (IteratorAgeMilliseconds).
-    pub iterator_age: Family<ShardLabels, Gauge>,
+    /// The largest milliseconds behind the tip of the GetRecords answers in the last minute
+    /// or so (IteratorAgeMilliseconds, Maximum); see [`WindowMax`].
+    pub iterator_age: Family<ShardLabels, WindowMax>,
     /// Bytes of the shard's log on disk.
     pub storage_bytes: Family<ShardLabels, Gauge>,
     /// Requests by operation and result (`<Operation>.Success`).
@@ -142,7 +227,7 @@ pub struct ShardMetrics {
     /// See [`Metrics::read_throttled`].
     pub read_throttled: Counter,
     /// See [`Metrics::iterator_age`].
-    pub iterator_age: Gauge,
+    pub iterator_age: WindowMax,
     /// See [`Metrics::storage_bytes`].
     pub storage_bytes: Gauge,
 }
@@ -213,7 +298,7 @@ impl Metrics {
         );
         registry.register(
             "iterator_age_milliseconds",
-            "Milliseconds behind the tip in the shard's last GetRecords answer",
+            "Largest milliseconds behind the tip of the shard's GetRecords answers over the last 60 to 120 s",
             m.iterator_age.clone(),
         );
         registry.register(
@@ -356,5 +441,32 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn a_spike_is_reported_for_a_window_then_forgotten() {
+        let m = WindowMax::default();
+        let t0 = Instant::now();
+        assert_eq!(m.get_at(t0), 0, "nothing observed yet");
+        m.observe_at(50_000, t0);
+        m.observe_at(0, t0 + Duration::from_secs(1));
+        assert_eq!(
+            m.get_at(t0 + Duration::from_secs(2)),
+            50_000,
+            "not the last value"
+        );
+        // The next window still covers the spike ...
+        m.observe_at(10, t0 + Duration::from_secs(70));
+        assert_eq!(m.get_at(t0 + Duration::from_secs(90)), 50_000);
+        // ... the one after does not.
+        m.observe_at(20, t0 + Duration::from_secs(125));
+        assert_eq!(m.get_at(t0 + Duration::from_secs(130)), 20);
+        // Idle for longer than two windows: the last value.
+        assert_eq!(m.get_at(t0 + Duration::from_secs(600)), 20);
     }
 }

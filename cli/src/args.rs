@@ -67,6 +67,35 @@ pub(crate) enum Command {
     /// Create, inspect, reshard and delete streams.
     #[command(subcommand)]
     Stream(StreamCommand),
+    /// Put lines from standard input or files into a stream, through the producer library.
+    ///
+    /// Each line (without its newline) is one record. Records are aggregated in the KPL
+    /// format per shard (readable by `riffle consume`, the KCL and aws-kinesis-agg) unless
+    /// --no-aggregate, collected into PutRecords, and retried with backoff; when the
+    /// producer's buffer is full, reading waits (back-pressure). On a terminal a progress
+    /// line is kept on standard error; a summary is printed at the end. Exits 5 if any
+    /// record failed (written to --failed FILE when given).
+    ///
+    /// Examples:
+    ///   riffle produce orders < orders.jsonl --key-field customer
+    ///   seq 1 100000 | riffle produce numbers --key '{line}' --rate 5000
+    Produce(ProduceArgs),
+    /// Print a stream's records, de-aggregating KPL records.
+    ///
+    /// Without --group, every shard is read from --from, parents before children (after
+    /// a reshard), and the command exits once it has caught up with every shard (or
+    /// after --count records); --follow keeps reading. With --group NAME the command is
+    /// a consumer-library worker: several `consume --group NAME` processes share the
+    /// shards through leases and checkpoint what they printed, so a restarted group
+    /// resumes where it stopped. With --fan-out NAME records are pushed through an
+    /// enhanced fan-out consumer of that name (registered if missing) with
+    /// SubscribeToShard.
+    ///
+    /// Examples:
+    ///   riffle consume orders --count 10
+    ///   riffle consume orders --from latest --follow --format json
+    ///   riffle consume orders --group billing --follow
+    Consume(ConsumeArgs),
     /// A live per-shard view of a stream from the broker's metrics endpoint.
     ///
     /// Incoming records/s and bytes/s, throttled writes and reads, and iterator age per
@@ -202,4 +231,96 @@ pub(crate) struct TopArgs {
     /// when piped].
     #[arg(long)]
     pub(crate) iterations: Option<u64>,
+}
+
+/// `riffle produce`.
+#[derive(Debug, Args)]
+pub(crate) struct ProduceArgs {
+    /// The stream.
+    pub(crate) stream: String,
+    /// Files to read, in order [default: standard input; `-` is standard input too].
+    pub(crate) files: Vec<PathBuf>,
+    /// The partition key of every record: text with placeholders `{line}` (the line's
+    /// number, from 1, across all inputs) and `{random}` (16 random hex digits per
+    /// record).
+    #[arg(
+        long,
+        value_name = "TEMPLATE",
+        default_value = "{random}",
+        conflicts_with = "key_field"
+    )]
+    pub(crate) key: String,
+    /// Take the partition key from this field of each line, read as a JSON object (a
+    /// dotted path reaches into nested objects, e.g. `user.id`). A line without the field
+    /// fails (see --failed).
+    #[arg(long, value_name = "FIELD")]
+    pub(crate) key_field: Option<String>,
+    /// Most records per second to put.
+    #[arg(long, value_name = "RECORDS_PER_SECOND")]
+    pub(crate) rate: Option<f64>,
+    /// Put every line as its own Kinesis record instead of KPL aggregates.
+    #[arg(long)]
+    pub(crate) no_aggregate: bool,
+    /// Write the records that could not be put to this file, one JSON object per line
+    /// (line, partition_key, data, error, attempts).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) failed: Option<PathBuf>,
+    /// How long a record may be retried before it fails, e.g. 30s.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub(crate) record_ttl: std::time::Duration,
+    /// Progress line on standard error [default: when standard error is a terminal].
+    #[arg(long, overrides_with = "no_progress")]
+    pub(crate) progress: bool,
+    /// No progress line.
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+}
+
+/// How `riffle consume` prints records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RecordFormat {
+    /// The data as text, one record per line.
+    Text,
+    /// One JSON object per record: shard, sequence and sub-sequence numbers, partition
+    /// key, arrival time, data (text, or `data_base64` when it is not UTF-8).
+    Json,
+}
+
+/// `riffle consume`.
+#[derive(Debug, Args)]
+pub(crate) struct ConsumeArgs {
+    /// The stream.
+    pub(crate) stream: String,
+    /// Where to start: trim-horizon, latest, a time (RFC 3339 such as
+    /// 2026-12-01T17:00:00Z, or seconds since the epoch), or a sequence number (from the
+    /// record carrying it, in its shard: all of an aggregate's user records). With --group this applies to shards the group has no
+    /// checkpoint for.
+    #[arg(long, default_value = "trim-horizon", value_name = "POSITION")]
+    pub(crate) from: String,
+    /// Read only this shard.
+    #[arg(long, value_name = "SHARD_ID", conflicts_with = "group")]
+    pub(crate) shard: Option<String>,
+    /// Stop after this many records.
+    #[arg(long, short = 'n')]
+    pub(crate) count: Option<u64>,
+    /// Keep reading at the end of the stream, and into new shards, until interrupted.
+    #[arg(long, short = 'f')]
+    pub(crate) follow: bool,
+    /// How to print records.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: RecordFormat,
+    /// Share the shards with every other `consume --group NAME` process through leases,
+    /// and checkpoint (the group name is the lease table's application name).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) group: Option<String>,
+    /// Where --group keeps leases and checkpoints: `sqlite:PATH` (a file every worker on
+    /// this host shares) or `dynamodb` (a table named after the group, with the Java KCL's
+    /// schema; its endpoint from the AWS configuration, e.g. AWS_ENDPOINT_URL_DYNAMODB)
+    /// [default: sqlite:$XDG_STATE_HOME/riffle/leases.db].
+    #[arg(long, value_name = "STORE", requires = "group")]
+    pub(crate) lease_store: Option<String>,
+    /// Read through the enhanced fan-out consumer NAME with SubscribeToShard (registered
+    /// if the stream has none of that name).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) fan_out: Option<String>,
 }

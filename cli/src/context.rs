@@ -22,6 +22,8 @@ pub(crate) struct Context {
     pub(crate) endpoint: String,
     /// How results are printed.
     pub(crate) out: Printer,
+    /// The resolved AWS configuration (credentials, region), for clients of other services.
+    pub(crate) sdk: aws_config::SdkConfig,
 }
 
 /// The endpoint: the flag, then `AWS_ENDPOINT_URL_KINESIS`, then `AWS_ENDPOINT_URL`, then a
@@ -83,7 +85,22 @@ impl Context {
             kinesis,
             endpoint,
             out: Printer::new(format),
+            sdk,
         }
+    }
+
+    /// A DynamoDB client with the same credentials and region, at
+    /// `AWS_ENDPOINT_URL_DYNAMODB`, else `AWS_ENDPOINT_URL`, else AWS's own endpoint (never
+    /// the Kinesis endpoint).
+    pub(crate) fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
+            .ok()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .filter(|e| !e.is_empty());
+        let mut config = aws_sdk_dynamodb::config::Builder::from(&self.sdk);
+        config.set_endpoint_url(endpoint);
+        let config = config.build();
+        aws_sdk_dynamodb::Client::from_conf(config)
     }
 }
 

@@ -6,6 +6,8 @@ use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 
 /// Exit code: the operation failed.
 pub(crate) const FAILED: u8 = 1;
+/// Exit code: bad usage (an unknown flag, a value out of range).
+pub(crate) const USAGE: u8 = 2;
 /// Exit code: the stream (or shard, or consumer) does not exist.
 pub(crate) const NOT_FOUND: u8 = 3;
 /// Exit code: the endpoint could not be reached.

@@ -21,7 +21,21 @@ use context::Context;
 use error::CliError;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    // The libraries log through `tracing`: riffle-kpl's and riffle-kcl's warnings and
+    // everyone's errors on standard error, more with RUST_LOG (e.g. RUST_LOG=riffle_kcl=info).
+    // (The AWS SDK warns about things the CLI handles itself, such as a missing config file.)
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("error,riffle_kpl=warn,riffle_kcl=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,7 +63,37 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Man { dir } => write_man_pages(&dir),
         Command::Stream(c) => cmd::stream::run(&Context::new(&cli.global).await, c).await,
+        Command::Produce(a) => cmd::produce::run(&Context::new(&cli.global).await, a).await,
+        Command::Consume(a) => cmd::consume::run(&Context::new(&cli.global).await, a).await,
         Command::Top(a) => cmd::top::run(&Context::new(&cli.global).await, a).await,
+    }
+}
+
+/// Help and version go to stdout as clap prints them; a usage error becomes one line
+/// (clap's first, which names the argument and the problem) and exit code 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(error::USAGE)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("bad usage");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("riffle: {first} (see riffle --help)");
+            ExitCode::from(error::USAGE)
+        }
     }
 }
 

@@ -20,6 +20,8 @@
 //! write: key tables deduplicated in first-seen order, fields in field-number order, the
 //! explicit-hash-key table holding only keys the user supplied. It knows the exact encoded size
 //! before encoding, so a producer can fill aggregates up to a byte limit.
+//! [`AggregateLayout`] is the same without the data: a producer plans aggregates with it while
+//! each record's data stays in the record, and copies the data once, when it encodes.
 //!
 //! [`Aggregate::parse`] reads one, the way the KCL does: anything without the magic, too short,
 //! with a wrong MD5, malformed protobuf or a key index out of its table is *not* an aggregate
@@ -27,6 +29,7 @@
 //! index in `records`.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use md5::{Digest, Md5};
 
@@ -75,35 +78,151 @@ fn delimited_len(len: usize) -> usize {
 }
 
 /// Size of one `Record` message's body.
-fn record_body_len(pk_index: usize, ehk_index: Option<usize>, data_len: usize) -> usize {
-    1 + varint_len(pk_index as u64)
-        + ehk_index.map_or(0, |i| 1 + varint_len(i as u64))
+fn record_body_len(pk_index: u32, ehk_index: Option<u32>, data_len: usize) -> usize {
+    1 + varint_len(u64::from(pk_index))
+        + ehk_index.map_or(0, |i| 1 + varint_len(u64::from(i)))
         + delimited_len(data_len)
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
-    pk_index: usize,
-    ehk_index: Option<usize>,
-    data: Vec<u8>,
+/// The already well-mixed 64-bit key hashes of [`KeyTable`] need no second hash.
+#[derive(Debug, Default, Clone, Copy)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
-/// Collects user records into one aggregate.
+/// A fast 64-bit hash of a key (FxHash-style: 8 bytes at a time, rotate, xor, multiply).
+/// The keys are the producer's own, so collision resistance against an adversary does not
+/// matter; a collision only costs deduplication (see [`KeyTable`]).
+fn key_hash(key: &str) -> u64 {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+    let mut h: u64 = key.len() as u64;
+    let mut chunks = key.as_bytes().chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut b = [0u8; 8];
+        b[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(K);
+    }
+    // Spread the high bits down: the table indexes by the low ones.
+    h ^ (h >> 29)
+}
+
+/// A deduplicated key table in first-seen order, its keys in one arena (no allocation per
+/// key). Lookup is by a 64-bit hash of the key, verified against the stored key; on the
+/// (astronomically rare) collision of two different keys the second is simply stored again
+/// without being indexed — deduplication is optional in the format, so the aggregate stays
+/// valid and every reader decodes it the same.
 #[derive(Debug, Clone, Default)]
-pub struct AggregateBuilder {
-    partition_keys: Vec<String>,
-    explicit_hash_keys: Vec<String>,
-    pk_lookup: HashMap<String, usize>,
-    ehk_lookup: HashMap<String, usize>,
+struct KeyTable {
+    arena: String,
+    spans: Vec<(u32, u32)>,
+    lookup: HashMap<u64, u32, BuildHasherDefault<PassThrough>>,
+}
+
+impl KeyTable {
+    fn with_capacity(keys: usize, bytes: usize) -> KeyTable {
+        KeyTable {
+            arena: String::with_capacity(bytes),
+            spans: Vec::with_capacity(keys),
+            lookup: HashMap::with_capacity_and_hasher(keys, Default::default()),
+        }
+    }
+
+    fn get(&self, i: u32) -> &str {
+        let (start, len) = self.spans[i as usize];
+        &self.arena[start as usize..(start + len) as usize]
+    }
+
+    fn find(&self, key: &str, hash: u64) -> Option<u32> {
+        self.lookup
+            .get(&hash)
+            .copied()
+            .filter(|&i| self.get(i) == key)
+    }
+
+    fn next_index(&self) -> u32 {
+        self.spans.len() as u32
+    }
+
+    fn insert(&mut self, key: &str, hash: u64) -> u32 {
+        let i = self.next_index();
+        self.spans.push((self.arena.len() as u32, key.len() as u32));
+        self.arena.push_str(key);
+        self.lookup.entry(hash).or_insert(i);
+        i
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.next_index()).map(move |i| self.get(i))
+    }
+
+    fn clear(&mut self) {
+        self.arena.clear();
+        self.spans.clear();
+        self.lookup.clear();
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    pk_index: u32,
+    ehk_index: Option<u32>,
+    data_len: usize,
+}
+
+/// Where a key would go in a layout: its index, and whether it is new to the table.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    index: u32,
+    hash: u64,
+    new: bool,
+}
+
+/// The key tables and record entries of an aggregate, without the records' data.
+///
+/// A producer decides with it which user records fit into one aggregate — exactly, to the
+/// byte, with the key tables deduplicated as they will be encoded — while the data stays
+/// where it is; [`AggregateLayout::encode`] copies the data once, when the aggregate is sent.
+#[derive(Debug, Clone, Default)]
+pub struct AggregateLayout {
+    partition_keys: KeyTable,
+    explicit_hash_keys: KeyTable,
     records: Vec<Entry>,
     /// Encoded protobuf size so far (without magic and digest).
     body_len: usize,
 }
 
-impl AggregateBuilder {
-    /// An empty aggregate.
-    pub fn new() -> AggregateBuilder {
-        AggregateBuilder::default()
+impl AggregateLayout {
+    /// An empty layout.
+    pub fn new() -> AggregateLayout {
+        AggregateLayout::default()
+    }
+
+    /// An empty layout with room for `records` records and as many distinct partition keys
+    /// of about `key_len` bytes each, so that filling it does not reallocate.
+    pub fn with_capacity(records: usize, key_len: usize) -> AggregateLayout {
+        AggregateLayout {
+            partition_keys: KeyTable::with_capacity(records, records * key_len),
+            explicit_hash_keys: KeyTable::default(),
+            records: Vec::with_capacity(records),
+            body_len: 0,
+        }
     }
 
     /// User records added so far.
@@ -116,9 +235,72 @@ impl AggregateBuilder {
         self.records.is_empty()
     }
 
-    /// The exact size of [`AggregateBuilder::encode`]'s output now.
+    /// The exact size of the encoded aggregate now.
     pub fn encoded_len(&self) -> usize {
         FIXED_OVERHEAD + self.body_len
+    }
+
+    fn slot(table: &KeyTable, key: &str) -> Slot {
+        let hash = key_hash(key);
+        match table.find(key, hash) {
+            Some(index) => Slot {
+                index,
+                hash,
+                new: false,
+            },
+            None => Slot {
+                index: table.next_index(),
+                hash,
+                new: true,
+            },
+        }
+    }
+
+    /// The encoded size after adding a record with these keys, and where its keys go.
+    fn plan(
+        &self,
+        partition_key: &str,
+        explicit_hash_key: Option<&str>,
+        data_len: usize,
+    ) -> (usize, Slot, Option<Slot>) {
+        let pk = Self::slot(&self.partition_keys, partition_key);
+        let ehk = explicit_hash_key.map(|k| Self::slot(&self.explicit_hash_keys, k));
+        let mut len = self.encoded_len()
+            + delimited_len(record_body_len(pk.index, ehk.map(|s| s.index), data_len));
+        if pk.new {
+            len += delimited_len(partition_key.len());
+        }
+        if let (Some(s), Some(k)) = (ehk, explicit_hash_key) {
+            if s.new {
+                len += delimited_len(k.len());
+            }
+        }
+        (len, pk, ehk)
+    }
+
+    fn commit(
+        &mut self,
+        partition_key: &str,
+        explicit_hash_key: Option<&str>,
+        data_len: usize,
+        new_len: usize,
+        pk: Slot,
+        ehk: Option<Slot>,
+    ) {
+        if pk.new {
+            self.partition_keys.insert(partition_key, pk.hash);
+        }
+        if let (Some(s), Some(k)) = (ehk, explicit_hash_key) {
+            if s.new {
+                self.explicit_hash_keys.insert(k, s.hash);
+            }
+        }
+        self.records.push(Entry {
+            pk_index: pk.index,
+            ehk_index: ehk.map(|s| s.index),
+            data_len,
+        });
+        self.body_len = new_len - FIXED_OVERHEAD;
     }
 
     /// The exact encoded size if a record with these keys and `data_len` bytes were added.
@@ -128,100 +310,152 @@ impl AggregateBuilder {
         explicit_hash_key: Option<&str>,
         data_len: usize,
     ) -> usize {
-        let (pk_index, pk_cost) = match self.pk_lookup.get(partition_key) {
-            Some(&i) => (i, 0),
-            None => (
-                self.partition_keys.len(),
-                delimited_len(partition_key.len()),
-            ),
-        };
-        let (ehk_index, ehk_cost) = match explicit_hash_key {
-            None => (None, 0),
-            Some(k) => match self.ehk_lookup.get(k) {
-                Some(&i) => (Some(i), 0),
-                None => (Some(self.explicit_hash_keys.len()), delimited_len(k.len())),
-            },
-        };
-        self.encoded_len()
-            + pk_cost
-            + ehk_cost
-            + delimited_len(record_body_len(pk_index, ehk_index, data_len))
+        self.plan(partition_key, explicit_hash_key, data_len).0
     }
 
-    /// Adds a user record. `explicit_hash_key` is the decimal key the user supplied, if any.
-    pub fn add(&mut self, partition_key: &str, explicit_hash_key: Option<&str>, data: &[u8]) {
-        let pk_index = match self.pk_lookup.get(partition_key) {
-            Some(&i) => i,
-            None => {
-                let i = self.partition_keys.len();
-                self.body_len += delimited_len(partition_key.len());
-                self.partition_keys.push(partition_key.to_owned());
-                self.pk_lookup.insert(partition_key.to_owned(), i);
-                i
-            }
-        };
-        let ehk_index = explicit_hash_key.map(|k| match self.ehk_lookup.get(k) {
-            Some(&i) => i,
-            None => {
-                let i = self.explicit_hash_keys.len();
-                self.body_len += delimited_len(k.len());
-                self.explicit_hash_keys.push(k.to_owned());
-                self.ehk_lookup.insert(k.to_owned(), i);
-                i
-            }
-        });
-        self.body_len += delimited_len(record_body_len(pk_index, ehk_index, data.len()));
-        self.records.push(Entry {
-            pk_index,
-            ehk_index,
-            data: data.to_vec(),
-        });
+    /// Adds a record's entry. `explicit_hash_key` is the decimal key the user supplied, if any.
+    pub fn push(&mut self, partition_key: &str, explicit_hash_key: Option<&str>, data_len: usize) {
+        let (len, pk, ehk) = self.plan(partition_key, explicit_hash_key, data_len);
+        self.commit(partition_key, explicit_hash_key, data_len, len, pk, ehk);
     }
 
-    /// The aggregated record's bytes: magic, protobuf, MD5 of the protobuf.
-    pub fn encode(&self) -> Vec<u8> {
+    /// Adds a record's entry if the aggregate then encodes to at most `max_len` bytes, and
+    /// says whether it did (one key lookup instead of the two of
+    /// [`encoded_len_with`](Self::encoded_len_with) then [`push`](Self::push)).
+    pub fn try_push(
+        &mut self,
+        partition_key: &str,
+        explicit_hash_key: Option<&str>,
+        data_len: usize,
+        max_len: usize,
+    ) -> bool {
+        let (len, pk, ehk) = self.plan(partition_key, explicit_hash_key, data_len);
+        if len > max_len {
+            return false;
+        }
+        self.commit(partition_key, explicit_hash_key, data_len, len, pk, ehk);
+        true
+    }
+
+    /// The aggregated record's bytes: magic, protobuf, MD5 of the protobuf. `data` yields
+    /// each record's data in the order the records were pushed.
+    ///
+    /// # Panics
+    ///
+    /// If `data` does not yield exactly one slice per record, each of the length pushed.
+    pub fn encode<'a>(&self, data: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
         out.extend_from_slice(&MAGIC);
-        for k in &self.partition_keys {
+        for k in self.partition_keys.iter() {
             out.push(TAG_PK_TABLE);
             put_varint(&mut out, k.len() as u64);
             out.extend_from_slice(k.as_bytes());
         }
-        for k in &self.explicit_hash_keys {
+        for k in self.explicit_hash_keys.iter() {
             out.push(TAG_EHK_TABLE);
             put_varint(&mut out, k.len() as u64);
             out.extend_from_slice(k.as_bytes());
         }
+        let mut data = data.into_iter();
         for r in &self.records {
+            let d = data.next().expect("one data slice per record");
+            assert_eq!(
+                d.len(),
+                r.data_len,
+                "data length differs from the pushed one"
+            );
             out.push(TAG_RECORD);
             put_varint(
                 &mut out,
-                record_body_len(r.pk_index, r.ehk_index, r.data.len()) as u64,
+                record_body_len(r.pk_index, r.ehk_index, r.data_len) as u64,
             );
             out.push(TAG_PK_INDEX);
-            put_varint(&mut out, r.pk_index as u64);
+            put_varint(&mut out, u64::from(r.pk_index));
             if let Some(i) = r.ehk_index {
                 out.push(TAG_EHK_INDEX);
-                put_varint(&mut out, i as u64);
+                put_varint(&mut out, u64::from(i));
             }
             out.push(TAG_DATA);
-            put_varint(&mut out, r.data.len() as u64);
-            out.extend_from_slice(&r.data);
+            put_varint(&mut out, d.len() as u64);
+            out.extend_from_slice(d);
         }
+        assert!(data.next().is_none(), "more data slices than records");
         let digest = Md5::digest(&out[MAGIC.len()..]);
         out.extend_from_slice(&digest);
         debug_assert_eq!(out.len(), self.encoded_len());
         out
     }
 
-    /// Empties the builder for the next aggregate, keeping its allocations.
+    /// Empties the layout for the next aggregate, keeping its allocations.
     pub fn clear(&mut self) {
         self.partition_keys.clear();
         self.explicit_hash_keys.clear();
-        self.pk_lookup.clear();
-        self.ehk_lookup.clear();
         self.records.clear();
         self.body_len = 0;
+    }
+}
+
+/// Collects user records, data included, into one aggregate.
+#[derive(Debug, Clone, Default)]
+pub struct AggregateBuilder {
+    layout: AggregateLayout,
+    /// Every record's data, concatenated in order.
+    data: Vec<u8>,
+}
+
+impl AggregateBuilder {
+    /// An empty aggregate.
+    pub fn new() -> AggregateBuilder {
+        AggregateBuilder::default()
+    }
+
+    /// User records added so far.
+    pub fn len(&self) -> usize {
+        self.layout.len()
+    }
+
+    /// Whether no record was added.
+    pub fn is_empty(&self) -> bool {
+        self.layout.is_empty()
+    }
+
+    /// The exact size of [`AggregateBuilder::encode`]'s output now.
+    pub fn encoded_len(&self) -> usize {
+        self.layout.encoded_len()
+    }
+
+    /// The exact encoded size if a record with these keys and `data_len` bytes were added.
+    pub fn encoded_len_with(
+        &self,
+        partition_key: &str,
+        explicit_hash_key: Option<&str>,
+        data_len: usize,
+    ) -> usize {
+        self.layout
+            .encoded_len_with(partition_key, explicit_hash_key, data_len)
+    }
+
+    /// Adds a user record. `explicit_hash_key` is the decimal key the user supplied, if any.
+    pub fn add(&mut self, partition_key: &str, explicit_hash_key: Option<&str>, data: &[u8]) {
+        self.layout
+            .push(partition_key, explicit_hash_key, data.len());
+        self.data.extend_from_slice(data);
+    }
+
+    /// The aggregated record's bytes: magic, protobuf, MD5 of the protobuf.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut at = 0;
+        self.layout.encode(self.layout.records.iter().map(|r| {
+            let d = &self.data[at..at + r.data_len];
+            at += r.data_len;
+            d
+        }))
+    }
+
+    /// Empties the builder for the next aggregate, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.layout.clear();
+        self.data.clear();
     }
 }
 
@@ -457,6 +691,52 @@ mod tests {
     }
 
     #[test]
+    fn layout_encodes_what_the_builder_encodes() {
+        let records: [(&str, Option<&str>, &[u8]); 4] = [
+            ("user-1", None, b"hello"),
+            ("user-2", None, b"world"),
+            ("user-1", None, b"again"),
+            (
+                "user-3",
+                Some("170141183460469231731687303715884105728"),
+                b"\x00\x01\x02binary",
+            ),
+        ];
+        let mut layout = AggregateLayout::new();
+        for (pk, ehk, data) in records {
+            assert!(layout.try_push(pk, ehk, data.len(), usize::MAX));
+        }
+        assert_eq!(layout.len(), 4);
+        assert_eq!(layout.encoded_len(), 135);
+        assert_eq!(layout.encode(records.iter().map(|r| r.2)), hex(GOLDEN));
+    }
+
+    #[test]
+    fn try_push_stops_exactly_at_the_limit() {
+        let mut layout = AggregateLayout::new();
+        assert!(layout.try_push("k", None, 10, 100));
+        let next = layout.encoded_len_with("k", None, 10);
+        // One byte short: refused, and nothing changes.
+        assert!(!layout.try_push("k", None, 10, next - 1));
+        assert_eq!(layout.len(), 1);
+        assert_eq!(layout.encoded_len_with("k", None, 10), next);
+        // Exactly the limit: accepted.
+        assert!(layout.try_push("k", None, 10, next));
+        assert_eq!(layout.encoded_len(), next);
+        layout.clear();
+        assert!(layout.is_empty());
+        assert_eq!(layout.encoded_len(), FIXED_OVERHEAD);
+    }
+
+    #[test]
+    #[should_panic(expected = "data length differs")]
+    fn layout_refuses_data_of_another_length() {
+        let mut layout = AggregateLayout::new();
+        layout.push("k", None, 3);
+        let _ = layout.encode([&b"four"[..]]);
+    }
+
+    #[test]
     fn anything_else_is_not_an_aggregate() {
         let good = hex(GOLDEN);
         assert!(Aggregate::parse(b"plain data").is_none());
@@ -506,6 +786,11 @@ mod tests {
             }
             let bytes = b.encode();
             prop_assert_eq!(bytes.len(), b.encoded_len());
+            let mut layout = AggregateLayout::new();
+            for ((pk, _, data), ehk) in records.iter().zip(&ehks) {
+                layout.push(pk, ehk.as_deref(), data.len());
+            }
+            prop_assert_eq!(&layout.encode(records.iter().map(|r| &r.2[..])), &bytes);
             let agg = Aggregate::parse(&bytes).unwrap();
             prop_assert_eq!(agg.records.len(), records.len());
             for (got, ((pk, _, data), ehk)) in agg.records.iter().zip(records.iter().zip(&ehks)) {

@@ -17,7 +17,7 @@ pub mod names;
 pub mod sequence;
 pub mod shard_id;
 
-pub use aggregate::{Aggregate, AggregateBuilder};
+pub use aggregate::{Aggregate, AggregateBuilder, AggregateLayout};
 pub use hash_key::{HashKey, HashKeyRange};
 pub use names::{ConsumerArn, StreamArn, StreamName};
 pub use sequence::SequenceNumber;

@@ -92,5 +92,6 @@ pub use lease::sqlite::SqliteLeaseStore;
 pub use lease::{Lease, LeaseStore};
 pub use metrics::Metrics;
 pub use processor::{InitializeInput, ProcessRecordsInput, RecordProcessor};
-pub use record::Record;
+pub use record::{deaggregate, DeaggregateStats, Record};
+pub use retrieval::fanout::ensure_consumer;
 pub use scheduler::{Scheduler, SchedulerBuilder, ShutdownHandle};

@@ -49,13 +49,17 @@ impl Record {
 
 /// What [`deaggregate`] did besides producing records.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct DeaggregateStats {
+pub struct DeaggregateStats {
     /// Aggregates dropped for holding a record outside the shard's range.
-    pub(crate) dropped_aggregates: u64,
+    pub dropped_aggregates: u64,
 }
 
-/// Unpacks `records` (see the module docs), keeping only user records after `after`.
-pub(crate) fn deaggregate(
+/// Unpacks Kinesis `records` read from one shard into user records (see the module docs),
+/// keeping only those after `after`. With the shard's hash key `range`, an aggregate
+/// holding a user record outside it is dropped whole and counted in `stats`, as the KCL
+/// does: the producer re-sent those records to the right shard. Records whose sequence
+/// number is not decimal are skipped.
+pub fn deaggregate(
     records: Vec<aws_sdk_kinesis::types::Record>,
     range: Option<&HashKeyRange>,
     after: Option<&ExtendedSequenceNumber>,

@@ -265,8 +265,9 @@ impl TestBrokerBuilder {
             _scratch: scratch,
             proc: None,
             generation: 0,
+            last_ports: None,
         };
-        broker.spawn().await;
+        broker.spawn(None).await;
         broker
     }
 }
@@ -295,6 +296,8 @@ pub struct TestBroker {
     _scratch: TempDir,
     proc: Option<Running>,
     generation: u32,
+    /// API and admin addresses of the last process started.
+    last_ports: Option<(SocketAddr, SocketAddr)>,
 }
 
 impl TestBroker {
@@ -308,17 +311,22 @@ impl TestBroker {
         Self::builder().start().await
     }
 
-    async fn spawn(&mut self) {
+    /// Starts the process, on `ports` (API, admin) if given, else on ports the OS picks.
+    async fn spawn(&mut self, ports: Option<(SocketAddr, SocketAddr)>) {
         assert!(self.proc.is_none(), "broker is already running");
         self.generation += 1;
         let tag = format!("broker#{}", self.generation);
+        let (api, admin) = match ports {
+            Some((api, admin)) => (api.to_string(), admin.to_string()),
+            None => ("127.0.0.1:0".to_string(), "127.0.0.1:0".to_string()),
+        };
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--config")
             .arg(&self.config_path)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(api)
             .arg("--admin-listen")
-            .arg("127.0.0.1:0")
+            .arg(admin)
             .arg("--data-dir")
             .arg(&self.data_dir);
         if self.test_clock {
@@ -382,6 +390,7 @@ impl TestBroker {
             tls,
             client,
         });
+        self.last_ports = Some((api, admin));
     }
 
     fn running(&self) -> &Running {
@@ -592,7 +601,63 @@ impl TestBroker {
         if self.proc.is_some() {
             let _ = self.terminate().await;
         }
-        self.spawn().await;
+        self.spawn(None).await;
+    }
+
+    /// Starts the broker again with the same config and data dir on the *same* API and
+    /// admin ports as the last process, so clients holding the old endpoint (a producer
+    /// or consumer under test) reconnect to it. If it is still running it is first stopped
+    /// with SIGTERM. Binding retries for up to 10 s while the old sockets linger.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the broker was never started, or cannot bind the ports again.
+    pub async fn restart_on_same_ports(&mut self) {
+        if self.proc.is_some() {
+            let _ = self.terminate().await;
+        }
+        let ports = self.last_ports.expect("the broker was started before");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let free = std::net::TcpListener::bind(ports.0).is_ok()
+                && std::net::TcpListener::bind(ports.1).is_ok();
+            if free || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.spawn(Some(ports)).await;
+    }
+
+    /// Suspends the broker process (SIGSTOP by PID): it accepts connections into the
+    /// kernel's backlog but answers nothing, like a hung server, until
+    /// [`resume`](Self::resume).
+    ///
+    /// # Panics
+    ///
+    /// Panics if the broker is not running or the signal cannot be sent.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a broker suspended by [`pause`](Self::pause) (SIGCONT by PID).
+    ///
+    /// # Panics
+    ///
+    /// Panics if the broker is not running or the signal cannot be sent.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.pid();
+        let ok = std::process::Command::new("kill")
+            .arg(sig)
+            .arg(pid.to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "could not send {sig} to {pid}");
     }
 
     /// Whether the harness believes the process is running.

@@ -5,5 +5,7 @@
 mod auth;
 #[path = "cli/common.rs"]
 mod common;
+#[path = "cli/data.rs"]
+mod data;
 #[path = "cli/stream.rs"]
 mod stream;

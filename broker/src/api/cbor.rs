@@ -381,7 +381,8 @@ pub fn from_slice<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
 
 /// A CBOR body read as the JSON value tree it stands for (byte strings as base64 text,
 /// timestamps as epoch seconds): what a JSON client would have sent. For tests and fuzzing,
-/// which check that both encodings decode every input the same.
+/// which check that both encodings decode every input the same. A body holding a NaN or an
+/// infinity is refused: JSON has no way to write one, so there is no JSON body to compare.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AsJson(pub Value);
 
@@ -402,10 +403,10 @@ impl<'de> de::Deserialize<'de> for AsJson {
             fn visit_u64<E>(self, n: u64) -> Result<AsJson, E> {
                 Ok(AsJson(n.into()))
             }
-            fn visit_f64<E>(self, f: f64) -> Result<AsJson, E> {
-                Ok(AsJson(
-                    serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
-                ))
+            fn visit_f64<E: de::Error>(self, f: f64) -> Result<AsJson, E> {
+                serde_json::Number::from_f64(f)
+                    .map(|n| AsJson(Value::Number(n)))
+                    .ok_or_else(|| E::custom("a NaN or an infinity has no JSON form"))
             }
             fn visit_str<E>(self, s: &str) -> Result<AsJson, E> {
                 Ok(AsJson(Value::String(s.to_owned())))

@@ -120,9 +120,13 @@ pub(crate) async fn stream_arn(client: &Client, stream: &str) -> Result<String, 
         })
 }
 
-/// Registers the stream consumer `name` unless it exists, and waits (≤ 2 min) until it is
-/// ACTIVE; its ARN.
-pub(crate) async fn ensure_consumer(
+/// Registers the enhanced fan-out consumer `name` of the stream `stream_arn` unless it
+/// exists, and waits (at most 2 minutes) until it is ACTIVE; returns its ARN.
+///
+/// # Errors
+/// A Kinesis call that failed for another reason than the consumer not existing yet, or
+/// the consumer not becoming ACTIVE in time.
+pub async fn ensure_consumer(
     client: &Client,
     stream_arn: &str,
     name: &str,

@@ -135,6 +135,72 @@ async fn on_demand_stream_gets_four_shards() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resharding_an_on_demand_stream_by_hand_is_a_validation_error() {
+    let broker = TestBroker::start().await;
+    let client = broker.client();
+    client
+        .create_stream()
+        .stream_name("odr")
+        .stream_mode_details(mode(StreamMode::OnDemand))
+        .send()
+        .await
+        .unwrap();
+    broker.wait_active("odr").await;
+    let shards = list_all_shards(&client, "odr").await;
+    let (a, b) = (shards[0].shard_id(), shards[1].shard_id());
+    let want = |op: &str| {
+        format!(
+            "{op} is not supported for stream odr under account 000000000000 because it is in \
+             ON_DEMAND mode. Switch the stream to PROVISIONED mode with UpdateStreamMode first."
+        )
+    };
+    let (code, msg) = service_err(
+        client
+            .split_shard()
+            .stream_name("odr")
+            .shard_to_split(a)
+            .new_starting_hash_key("1")
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (code.as_str(), msg),
+        ("ValidationException", want("SplitShard"))
+    );
+    let (code, msg) = service_err(
+        client
+            .merge_shards()
+            .stream_name("odr")
+            .shard_to_merge(a)
+            .adjacent_shard_to_merge(b)
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (code.as_str(), msg),
+        ("ValidationException", want("MergeShards"))
+    );
+    let (code, msg) = service_err(
+        client
+            .update_shard_count()
+            .stream_name("odr")
+            .target_shard_count(8)
+            .scaling_type(aws_sdk_kinesis::types::ScalingType::UniformScaling)
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (code.as_str(), msg),
+        ("ValidationException", want("UpdateShardCount"))
+    );
+    assert_eq!(
+        list_all_shards(&client, "odr").await.len(),
+        4,
+        "nothing changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_stream_paginates_shards() {
     let broker = TestBroker::start().await;
     broker.create_stream("pg", 5).await;
@@ -725,9 +791,11 @@ async fn stream_tags_add_list_paginate_remove_and_limit() {
             .send()
             .await,
     );
-    assert!(
-        code == "InvalidArgumentException" || code == "LimitExceededException",
-        "51 tags: got {code}: {msg}"
+    assert_eq!(code, "InvalidArgumentException", "51 tags: {msg}");
+    assert_eq!(
+        msg,
+        "Failed to add tags to stream tg under account 000000000000 because a given stream \
+         cannot have more than 50 tags associated with it."
     );
     client
         .add_tags_to_stream()
@@ -736,6 +804,47 @@ async fn stream_tags_add_list_paginate_remove_and_limit() {
         .send()
         .await
         .expect("overwrite at 50 tags");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_characters_are_the_ones_aws_accepts() {
+    let broker = TestBroker::start().await;
+    broker.create_stream("tc", 1).await;
+    let client = broker.client();
+    // Unicode letters and numbers, separators, and _ . : / = + - @ — in keys and values.
+    client
+        .add_tags_to_stream()
+        .stream_name("tc")
+        .tags("\u{ff}", "caf\u{e9} \u{661}")
+        .tags(" ", "a b")
+        .tags("a_b.c:d/e=f+g-h@i", "\u{3000}")
+        .send()
+        .await
+        .expect("AWS's tag characters are accepted");
+    let tags = client
+        .list_tags_for_stream()
+        .stream_name("tc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.tags().len(), 3);
+    for bad in ["100%", "tab\t", "semi;colon", "<x>"] {
+        let (code, msg) = service_err(
+            client
+                .add_tags_to_stream()
+                .stream_name("tc")
+                .tags(bad, "v")
+                .send()
+                .await,
+        );
+        assert_eq!(code, "InvalidArgumentException", "{bad:?}: {msg}");
+        assert_eq!(
+            msg,
+            "Some tags contain invalid characters. Valid characters: Unicode letters, digits, \
+             white space, _ . : / = + - @.",
+            "{bad:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

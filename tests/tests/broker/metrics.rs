@@ -188,3 +188,62 @@ async fn metrics_count_traffic_per_stream_and_shard() {
         "storage bytes {storage} < {data_bytes}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iterator_age_is_the_maximum_of_the_window_not_the_last_answer() {
+    let broker = TestBroker::start().await;
+    broker.create_stream("age", 1).await;
+    let client = broker.client();
+    let put = |data: &'static [u8]| {
+        client
+            .put_record()
+            .stream_name("age")
+            .partition_key("k")
+            .data(aws_smithy_types::Blob::new(data))
+            .send()
+    };
+    let shard = put(b"old").await.unwrap().shard_id().to_owned();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    put(b"new").await.unwrap();
+    let mut it = client
+        .get_shard_iterator()
+        .stream_name("age")
+        .shard_id(&shard)
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .unwrap();
+    // One record at a time: the first answer is far behind, the last one at the tip.
+    let mut behind = Vec::new();
+    for _ in 0..3 {
+        let out = client
+            .get_records()
+            .shard_iterator(&it)
+            .limit(1)
+            .send()
+            .await
+            .unwrap();
+        behind.push(out.millis_behind_latest().unwrap());
+        it = out.next_shard_iterator().unwrap().to_owned();
+    }
+    assert!(behind[0] >= 1000, "the first read was behind: {behind:?}");
+    assert_eq!(
+        *behind.last().unwrap(),
+        0,
+        "the last at the tip: {behind:?}"
+    );
+    let samples = parse_metrics(&broker.metrics_text().await);
+    let age = metric_sum(
+        &samples,
+        "riffle_iterator_age_milliseconds",
+        &[("stream", "age"), ("shard", &shard)],
+    )
+    .unwrap();
+    assert!(
+        age >= behind[0] as f64,
+        "the window's maximum ({}), not the last answer: {age}",
+        behind[0]
+    );
+}

@@ -762,7 +762,7 @@ pub async fn get_records(
     shard.metrics.outgoing_bytes.inc_by(bytes as u64);
     let end = shard.log.end_position();
     let millis_behind = millis_behind(&read, end, now);
-    shard.metrics.iterator_age.set(millis_behind);
+    shard.metrics.iterator_age.observe(millis_behind);
     let enc = encryption(&stream);
     let records = read
         .records

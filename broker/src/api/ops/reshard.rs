@@ -19,7 +19,7 @@ use crate::api::ops::records::parse_shard_id;
 use crate::api::ops::streams::shard_limit_message;
 use crate::api::validate::{self, Validator};
 use crate::api::{check_stream_ref, stream_ref};
-use crate::broker::{Broker, ShardMap, Stream, StreamStatus, DAY_MS};
+use crate::broker::{Broker, ShardMap, Stream, StreamMode, StreamStatus, DAY_MS};
 use crate::error::Error;
 use crate::shard::{Shard, ShardSpec};
 
@@ -93,6 +93,19 @@ fn require_active(stream: &Stream) -> Result<(), ApiError> {
         }
         .into()),
     }
+}
+
+/// Resharding by hand is for provisioned streams; Kinesis scales an on-demand stream itself
+/// and refuses SplitShard, MergeShards and UpdateShardCount on it with a ValidationException.
+fn require_provisioned(broker: &Broker, stream: &Stream, operation: &str) -> Result<(), ApiError> {
+    if stream.settings.lock().mode == StreamMode::OnDemand {
+        return Err(ApiError::validation(format!(
+            "{operation} is not supported for stream {} under account {} because it is in \
+             ON_DEMAND mode. Switch the stream to PROVISIONED mode with UpdateStreamMode first.",
+            stream.name, broker.config.account_id
+        )));
+    }
+    Ok(())
 }
 
 fn already_resharded(broker: &Broker, stream: &Stream, id: ShardId) -> ApiError {
@@ -226,6 +239,7 @@ pub async fn split_shard(broker: Arc<Broker>, input: SplitShardInput) -> Result<
     )?;
     let _control = broker.control().await;
     require_active(&stream)?;
+    require_provisioned(&broker, &stream, "SplitShard")?;
     let map = stream.shards.write().await;
     let shard = map
         .all
@@ -317,6 +331,7 @@ pub async fn merge_shards(broker: Arc<Broker>, input: MergeShardsInput) -> Resul
     )?;
     let _control = broker.control().await;
     require_active(&stream)?;
+    require_provisioned(&broker, &stream, "MergeShards")?;
     let map = stream.shards.write().await;
     let get = |id: ShardId| {
         map.all
@@ -411,6 +426,7 @@ pub async fn update_shard_count(
     let target = input.target_shard_count.unwrap_or_default() as u32;
     let _control = broker.control().await;
     require_active(&stream)?;
+    require_provisioned(&broker, &stream, "UpdateShardCount")?;
     let open = stream.shards.read().await.open.len() as u32;
     let limits = &broker.config.streams;
     let account_open = broker.open_shard_count().await;

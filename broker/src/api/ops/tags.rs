@@ -16,15 +16,18 @@ use crate::error::Error;
 /// Tags allowed on one stream.
 const MAX_TAGS: usize = 50;
 
+/// AWS's tag pattern, `^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$`: Unicode letters, separators
+/// (spaces) and numbers, and `_ . : / = + - @`. (`%` is not in it.)
 fn valid_tag_chars(s: &str) -> bool {
-    s.chars()
-        .all(|c| c.is_alphanumeric() || c == ' ' || "_./=+-%@".contains(c))
+    s.chars().all(|c| {
+        c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c)
+    })
 }
 
 fn check_chars<'a>(mut all: impl Iterator<Item = &'a str>) -> Result<(), ApiError> {
     if all.any(|s| !valid_tag_chars(s)) {
         return Err(ApiError::invalid_argument(
-            "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @.",
+            "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . : / = + - @.",
         ));
     }
     Ok(())
@@ -81,11 +84,11 @@ async fn add_tags(
                 None => format!("stream {}", stream.name),
                 Some(c) => format!("consumer {c} of stream {}", stream.name),
             };
-            return Err(Error::LimitExceeded(format!(
+            // AWS answers InvalidArgumentException here, not LimitExceededException.
+            return Err(ApiError::invalid_argument(format!(
                 "Failed to add tags to {what} under account {} because a given stream cannot have more than {MAX_TAGS} tags associated with it.",
                 broker.config.account_id
-            ))
-            .into());
+            )));
         }
         map.extend(tags);
     }
