@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test of the repository, as CI does. Needs only the Rust toolchain,
 # Python 3 and network access to crates.io and PyPI; installs the rest itself (boto3, the
-# AWS CLI and moto_server into .venv/, before the Rust tests that need moto_server).
+# AWS CLI and moto_server into .venv/, before the Rust tests that need moto_server; for the
+# operator tests, Go-built kube-apiserver/etcd/kubectl, helm, kubernetes-validate and
+# Debian's prometheus, cached under ~/.cache/riffle-k8s by tests/k8s/{build,tools}.sh).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -24,6 +26,10 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q -r tests/compat/requirements.txt
+
+step "operator test tools (kube-apiserver, etcd, kubectl from Go modules; helm, kubernetes-validate, prometheus), cached in ~/.cache/riffle-k8s"
+bash tests/k8s/build.sh >/dev/null
+bash tests/k8s/tools.sh >/dev/null
 
 step "unit, property and end-to-end tests (real broker binary + AWS SDK for Rust + moto_server)"
 cargo test --workspace --locked
