@@ -71,7 +71,7 @@ impl Context {
         if sdk.region().is_none() {
             sdk = sdk.into_builder().region(Region::new("us-east-1")).build();
         }
-        if is_local(&endpoint) && no_credentials_configured(&sdk).await {
+        if is_local(&endpoint) && no_credentials_configured(g.profile.is_some()) {
             sdk = sdk
                 .into_builder()
                 .credentials_provider(aws_sdk_kinesis::config::SharedCredentialsProvider::new(
@@ -104,21 +104,36 @@ impl Context {
     }
 }
 
-/// Whether no source in the configuration chain has credentials at all (checked quickly: a
-/// local run must not wait on an instance metadata service that is not there). A source
-/// that is configured but fails (say, a web identity exchange refused) is not "none": its
+/// Whether no source of credentials is configured: no keys, web identity or container
+/// credentials in the environment, no profile named, and no AWS config or credentials file.
+/// Then a local endpoint gets placeholder credentials. (Asking the provider chain instead
+/// would reach its last source, the EC2 instance metadata service, which on a laptop times
+/// out and on some networks answers 403 — neither means "configured".) A source that is
+/// configured but fails, say a web identity exchange that is refused, is not "none": its
 /// error must reach the user, not be papered over with placeholder keys.
-async fn no_credentials_configured(sdk: &aws_config::SdkConfig) -> bool {
-    use aws_credential_types::provider::error::CredentialsError;
-    use aws_sdk_kinesis::config::ProvideCredentials;
-    let Some(p) = sdk.credentials_provider() else {
-        return true;
-    };
-    match tokio::time::timeout(Duration::from_secs(2), p.provide_credentials()).await {
-        Ok(Ok(_)) => false,
-        Ok(Err(CredentialsError::CredentialsNotLoaded(_))) | Err(_) => true,
-        Ok(Err(_)) => false,
+fn no_credentials_configured(profile_flag: bool) -> bool {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    if profile_flag
+        || [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_PROFILE",
+        ]
+        .iter()
+        .any(|k| set(k))
+    {
+        return false;
     }
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let file = |var: &str, default: &str| {
+        std::env::var_os(var)
+            .map(std::path::PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".aws").join(default)))
+            .is_some_and(|p| p.is_file())
+    };
+    !file("AWS_CONFIG_FILE", "config") && !file("AWS_SHARED_CREDENTIALS_FILE", "credentials")
 }
 
 #[cfg(test)]

@@ -74,6 +74,13 @@ where
     R: fmt::Debug,
 {
     match &e {
+        // Not a network failure: the request could not be built or signed (most often, no
+        // usable credentials).
+        SdkError::DispatchFailure(d) if !d.is_io() && !d.is_timeout() => CliError::failed(format!(
+            "{what}: the request could not be signed or sent: {} (check the credentials: \
+             AWS_ACCESS_KEY_ID / AWS_PROFILE / --profile)",
+            source_text(&e)
+        )),
         SdkError::DispatchFailure(d) => {
             let why = if d.is_timeout() {
                 "timed out".to_owned()

@@ -97,3 +97,56 @@ async fn static_keys_and_web_identity() {
     assert_ne!(r.code, 0, "{r:?}");
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
 }
+
+/// A new user's machine: no AWS configuration at all, and an instance metadata service
+/// that answers 403 (as some networks do), against a local broker with authentication off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_broker_needs_no_credentials_even_where_imds_answers_403() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let broker = TestBroker::start().await;
+    let imds = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let imds_addr = imds.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = imds.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(
+                    b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    let mut cmd = tokio::process::Command::new(riffle_tests::cli_binary());
+    cmd.args([
+        "--endpoint",
+        &broker.endpoint(),
+        "stream",
+        "create",
+        "fresh",
+    ]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    let home = tempfile::tempdir().unwrap();
+    cmd.env("HOME", home.path())
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://{imds_addr}"),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+        .await
+        .expect("riffle finished")
+        .unwrap();
+    server.abort();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    broker.wait_active("fresh").await;
+}
