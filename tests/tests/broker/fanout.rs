@@ -1171,7 +1171,7 @@ async fn consumer_tags_by_resource_arn_follow_the_stream_rules() {
     let err = too_many.send().await.expect_err("51 tags on a consumer");
     assert_eq!(
         aws_sdk_kinesis::error::ProvideErrorMetadata::code(&err),
-        Some("LimitExceededException"),
+        Some("InvalidArgumentException"),
         "{err:?}"
     );
     let err = client
