@@ -135,10 +135,9 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
                 self.d.undefined()?;
                 visitor.visit_unit()
             }
-            Type::Simple => {
-                self.d.simple()?;
-                visitor.visit_unit()
-            }
+            // An unassigned simple value reads as its number, as Jackson's CBOR parser
+            // reports it (so a text member given one gets the same error as a number).
+            Type::Simple => visitor.visit_u64(u64::from(self.d.simple()?)),
             Type::U8
             | Type::U16
             | Type::U32
@@ -226,6 +225,21 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
+        // A tagged null is a null (tags in front of a value never make it present).
+        let tagged_null = {
+            let mut p = self.d.probe();
+            let mut tagged = false;
+            while p.datatype()? == Type::Tag {
+                p.tag()?;
+                tagged = true;
+            }
+            tagged && matches!(p.datatype()?, Type::Null | Type::Undefined)
+        };
+        if tagged_null {
+            while self.d.datatype()? == Type::Tag {
+                self.d.tag()?;
+            }
+        }
         match self.d.datatype()? {
             Type::Null => {
                 self.d.null()?;
@@ -251,7 +265,12 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
 
     /// A text member may come as a byte string: it reads as its base64 text, as Jackson
     /// reads it (and as the JSON form of the same body would carry it).
+    /// Tags in front of a text member's value are skipped first, so a tagged byte string
+    /// reads as base64 too (and not as raw bytes through `deserialize_any`).
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
+        while self.d.datatype()? == Type::Tag {
+            self.d.tag()?;
+        }
         match self.d.datatype()? {
             Type::Bytes | Type::BytesIndef => {
                 let mut all = Vec::new();
