@@ -234,49 +234,27 @@ struct ShardInfo {
     open: bool,
 }
 
+/// Every shard of the stream (`riffle stream describe`'s listing), by id.
 async fn list_shards(ctx: &Context, stream: &str) -> Result<HashMap<String, ShardInfo>> {
-    let mut shards = HashMap::new();
-    let mut token: Option<String> = None;
-    for _ in 0..1000 {
-        let req = match &token {
-            Some(t) => ctx.kinesis.list_shards().next_token(t),
-            None => ctx.kinesis.list_shards().stream_name(stream),
-        };
-        let page = req
-            .send()
-            .await
-            .map_err(|e| from_sdk(&format!("listing the shards of {stream}"), &ctx.endpoint, e))?;
-        for s in page.shards() {
-            let range = s.hash_key_range().and_then(|r| {
-                HashKeyRange::new(
-                    r.starting_hash_key().parse().ok()?,
-                    r.ending_hash_key().parse().ok()?,
-                )
-            });
-            let parents = [s.parent_shard_id(), s.adjacent_parent_shard_id()]
-                .into_iter()
-                .flatten()
-                .map(str::to_owned)
-                .collect();
-            let open = s
-                .sequence_number_range()
-                .is_none_or(|r| r.ending_sequence_number().is_none());
-            shards.insert(
-                s.shard_id().to_owned(),
-                ShardInfo {
-                    id: s.shard_id().to_owned(),
-                    parents,
-                    range,
-                    open,
-                },
-            );
-        }
-        token = page.next_token().map(str::to_owned);
-        if token.is_none() {
-            break;
-        }
-    }
-    Ok(shards)
+    let all = crate::cmd::stream::shards(ctx, stream).await?;
+    Ok(all
+        .iter()
+        .map(|s| {
+            let info = ShardInfo {
+                id: s.shard_id().to_owned(),
+                parents: [s.parent_shard_id(), s.adjacent_parent_shard_id()]
+                    .into_iter()
+                    .flatten()
+                    .map(str::to_owned)
+                    .collect(),
+                range: crate::cmd::stream::range_of(s),
+                open: s
+                    .sequence_number_range()
+                    .is_none_or(|r| r.ending_sequence_number().is_none()),
+            };
+            (info.id.clone(), info)
+        })
+        .collect())
 }
 
 /// How a shard reader ended.

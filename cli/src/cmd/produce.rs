@@ -263,7 +263,7 @@ pub(crate) async fn run(ctx: &Context, a: ProduceArgs) -> Result<()> {
         failures
     });
 
-    let read = feed(ctx, &a, &producer, &keys, &tally, &tx, &fail_tx).await;
+    let read = feed(&a, &producer, &keys, &tally, &tx, &fail_tx).await;
     drop(tx);
     drop(fail_tx);
     // Everything accepted is delivered or failed before the summary.
@@ -338,7 +338,6 @@ fn put_failure(line: u64, e: &PutError) -> Value {
 
 /// Reads every input and puts its lines; returns once all are handed to the producer.
 async fn feed(
-    ctx: &Context,
     a: &ProduceArgs,
     producer: &Producer,
     keys: &KeySource,
@@ -346,7 +345,6 @@ async fn feed(
     tx: &mpsc::Sender<(u64, PutHandle)>,
     fail_tx: &mpsc::UnboundedSender<Value>,
 ) -> Result<()> {
-    let _ = ctx;
     let inputs: Vec<Option<PathBuf>> = if a.files.is_empty() {
         vec![None]
     } else {

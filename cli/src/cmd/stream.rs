@@ -177,7 +177,7 @@ async fn list(ctx: &Context) -> Result<()> {
 }
 
 /// Every shard of the stream, open and closed.
-async fn shards(ctx: &Context, stream: &str) -> Result<Vec<Shard>> {
+pub(crate) async fn shards(ctx: &Context, stream: &str) -> Result<Vec<Shard>> {
     let mut all = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -197,7 +197,8 @@ async fn shards(ctx: &Context, stream: &str) -> Result<Vec<Shard>> {
     }
 }
 
-fn range_of(s: &Shard) -> Option<HashKeyRange> {
+/// A shard's hash key range.
+pub(crate) fn range_of(s: &Shard) -> Option<HashKeyRange> {
     let r = s.hash_key_range()?;
     HashKeyRange::new(
         r.starting_hash_key().parse().ok()?,

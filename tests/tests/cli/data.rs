@@ -328,6 +328,21 @@ fn spawn_consumer_env(ep: &str, args: &[&str], env: &[(&str, &str)]) -> Worker {
     Worker { child, lines }
 }
 
+/// SIGTERM, then a clean exit (status 0) within 30 s.
+async fn terminate(w: &mut Worker) {
+    let pid = w.child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), w.child.wait())
+        .await
+        .expect("exits within 30 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
 fn data_of(lines: &[String]) -> Vec<(String, String)> {
     lines
         .iter()
@@ -449,19 +464,7 @@ async fn a_group_of_three_shares_the_shards_and_survives_losing_one() {
     eprintln!("{dupes} lines printed twice (the killed worker's uncheckpointed batch)");
     // The survivors stop on SIGTERM, handing their leases back, and exit 0.
     for w in workers.iter_mut().skip(1) {
-        let pid = w.child.id().unwrap().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    }
-    for w in workers.iter_mut().skip(1) {
-        let status = tokio::time::timeout(Duration::from_secs(30), w.child.wait())
-            .await
-            .expect("exits within 30 s of SIGTERM")
-            .unwrap();
-        assert!(status.success(), "{status:?}");
+        terminate(w).await;
     }
     // A new member of the group starts from the checkpoints: nothing new to print.
     let again = spawn_consumer(&ep, &args);
@@ -581,17 +584,7 @@ async fn a_group_can_keep_its_leases_in_dynamodb() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(sorted(w.lines.lock().unwrap().clone()), sorted(input));
-    let pid = w.child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = tokio::time::timeout(Duration::from_secs(30), w.child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    terminate(&mut w).await;
 
     // The lease table, named after the group, in the Java KCL's schema: one lease per
     // shard, released, checkpointed at a sequence number.

@@ -62,14 +62,8 @@ async fn add_tags(
     consumer: Option<&str>,
     tags: BTreeMap<String, String>,
 ) -> Result<(), ApiError> {
+    // Lengths were checked as model constraints (`validate_tags`) before the lookup.
     check_chars(tags.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]))?;
-    for (k, v) in &tags {
-        if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
-            return Err(ApiError::invalid_argument(
-                "Tag keys must be 1-128 characters and values 0-256 characters.",
-            ));
-        }
-    }
     let _control = broker.control().await;
     {
         let mut s = stream.settings.lock();
