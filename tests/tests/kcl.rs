@@ -4,6 +4,8 @@
 //! Needs `cargo build -p riffle-broker` first (see the `riffle_tests` docs) and moto_server in
 //! `.venv` (`./test.sh` installs it).
 
+#[path = "kcl/auth.rs"]
+mod auth;
 #[path = "kcl/common.rs"]
 mod common;
 #[path = "kcl/scenarios.rs"]

@@ -5,6 +5,8 @@
 //! `cargo build -p riffle-broker`). Bounds like "every future resolves within 60 s" are
 //! hang guards, not speed assertions.
 
+#[path = "kpl/auth.rs"]
+mod auth;
 #[path = "kpl/delivery.rs"]
 mod delivery;
 #[path = "kpl/faults.rs"]
