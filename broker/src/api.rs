@@ -132,7 +132,16 @@ pub(crate) use stream_target;
 /// then refuses the request itself, on no resource.
 pub fn resource_arn(broker: &Broker, target: Target<'_>) -> Option<String> {
     Some(match target {
-        Target::Stream { arn: Some(a), .. } | Target::Arn(Some(a)) => a.to_owned(),
+        Target::Stream { arn: Some(a), .. } => a.to_owned(),
+        // An ARN naming no stream or consumer is refused by the handler (InvalidArgument)
+        // before anything is read, so the caller learns the ARN is malformed, not "denied".
+        Target::Arn(Some(a))
+            if riffle_core::StreamArn::parse(a).is_none()
+                && riffle_core::ConsumerArn::parse(a).is_none() =>
+        {
+            return None
+        }
+        Target::Arn(Some(a)) => a.to_owned(),
         Target::Stream { name: Some(n), .. } => broker.stream_arn(n),
         Target::Consumer { arn: Some(a), .. } => a.to_owned(),
         Target::Consumer {
@@ -250,6 +259,9 @@ operations! {
     ListStreamConsumers => run ops::consumers::list,
     DeregisterStreamConsumer => run ops::consumers::deregister,
     SubscribeToShard => run_stream ops::subscribe::subscribe,
+    PutResourcePolicy => run ops::policies::put,
+    GetResourcePolicy => run ops::policies::get,
+    DeleteResourcePolicy => run ops::policies::delete,
 }
 
 /// Decodes an operation's input and checks that `principal` may run it.
@@ -264,7 +276,8 @@ fn decode_authorized<I: DeserializeOwned + Targeted>(
     let input: I = wire::with_item_cap(cap, || format.decode(body))?;
     if principal.policies.is_some() {
         if let Some(resource) = resource_arn(broker, input.target()) {
-            authorize(principal, op.name(), &resource)?;
+            let policy = broker.resource_policy(&resource);
+            authorize(principal, op.name(), &resource, policy.as_deref())?;
         }
     }
     Ok(input)

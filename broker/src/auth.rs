@@ -487,18 +487,38 @@ impl Authenticator for SigV4 {
 }
 
 /// Whether `principal` may perform `operation` (`PutRecord`) on `resource` (an ARN), with
-/// AWS's AccessDeniedException when it may not.
-pub fn authorize(principal: &Principal, operation: &str, resource: &str) -> Result<(), ApiError> {
+/// AWS's AccessDeniedException when it may not. `resource_policy` is the resource-based
+/// policy of that stream or consumer, if it has one; it is evaluated together with the
+/// principal's identity policies as IAM does within one account: an explicit Deny in
+/// either wins, then an Allow in either grants, and otherwise the request is denied. A
+/// resource policy naming a role also applies to that role's sessions.
+pub fn authorize(
+    principal: &Principal,
+    operation: &str,
+    resource: &str,
+    resource_policy: Option<&PolicySet>,
+) -> Result<(), ApiError> {
     let Some(policies) = &principal.policies else {
         return Ok(());
     };
     let action = format!("kinesis:{operation}");
-    let why = match policies.evaluate(&principal.arn, &action, resource) {
-        Decision::Allow => return Ok(()),
-        Decision::ExplicitDeny => "with an explicit deny in an identity-based policy".to_owned(),
-        Decision::ImplicitDeny => {
-            format!("because no identity-based policy allows the {action} action")
+    let identity = policies.evaluate(&principal.arn, &action, resource);
+    let by_resource = resource_policy.map_or(Decision::ImplicitDeny, |rp| {
+        let own = rp.evaluate(&principal.arn, &action, resource);
+        match (own, role_of_session(&principal.arn)) {
+            (Decision::ImplicitDeny, Some(role)) => rp.evaluate(&role, &action, resource),
+            (d, _) => d,
         }
+    });
+    let why = match (identity, by_resource) {
+        (Decision::ExplicitDeny, _) => {
+            "with an explicit deny in an identity-based policy".to_owned()
+        }
+        (_, Decision::ExplicitDeny) => {
+            "with an explicit deny in a resource-based policy".to_owned()
+        }
+        (Decision::Allow, _) | (_, Decision::Allow) => return Ok(()),
+        _ => format!("because no identity-based policy allows the {action} action"),
     };
     Err(auth_error(
         "AccessDeniedException",
@@ -507,4 +527,13 @@ pub fn authorize(principal: &Principal, operation: &str, resource: &str) -> Resu
             principal.arn
         ),
     ))
+}
+
+/// The role ARN of an assumed-role session ARN
+/// (`arn:aws:sts::<account>:assumed-role/<role>/<session>`).
+fn role_of_session(arn: &str) -> Option<String> {
+    let rest = arn.strip_prefix("arn:aws:sts::")?;
+    let (account, rest) = rest.split_once(":assumed-role/")?;
+    let (role, _session) = rest.split_once('/')?;
+    Some(format!("arn:aws:iam::{account}:role/{role}"))
 }

@@ -93,6 +93,67 @@ pub struct ConsumerRecord {
     /// Tags on the consumer.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Its resource-based policy (PutResourcePolicy on the consumer ARN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_policy: Option<ResourcePolicy>,
+}
+
+/// A resource-based policy attached to a stream or a consumer: the document as it was put
+/// (GetResourcePolicy returns it unchanged) and its compiled form, evaluated with the
+/// caller's identity policies on every request (see [`crate::auth::authorize`]). Stored as
+/// the document text.
+#[derive(Debug, Clone)]
+pub struct ResourcePolicy {
+    /// The JSON document.
+    pub text: String,
+    /// The document compiled.
+    pub compiled: Arc<crate::auth::policy::PolicySet>,
+}
+
+impl ResourcePolicy {
+    /// Compiles `text`; the reason when it is not a policy document that can be attached
+    /// to a resource (it must parse, and every statement must name a principal).
+    pub fn compile(text: &str) -> Result<ResourcePolicy, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("the policy is not valid JSON: {e}"))?;
+        let statements = match value.get("Statement") {
+            Some(serde_json::Value::Array(a)) => a.iter().collect::<Vec<_>>(),
+            Some(one @ serde_json::Value::Object(_)) => vec![one],
+            _ => return Err("the policy has no Statement".into()),
+        };
+        if statements
+            .iter()
+            .any(|st| st.get("Principal").is_none() && st.get("NotPrincipal").is_none())
+        {
+            return Err("every statement of a resource-based policy must name a Principal".into());
+        }
+        let compiled = crate::auth::policy::PolicySet::from_document(text)?;
+        Ok(ResourcePolicy {
+            text: text.to_owned(),
+            compiled: Arc::new(compiled),
+        })
+    }
+}
+
+impl Serialize for ResourcePolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for ResourcePolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        // It compiled when it was put; should a newer evaluator refuse it, keep the text
+        // (GetResourcePolicy still shows it) and let it grant nothing.
+        Ok(ResourcePolicy::compile(&text).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "a stored resource policy no longer compiles; it grants nothing");
+            ResourcePolicy {
+                text,
+                compiled: Arc::default(),
+            }
+        }))
+    }
 }
 
 /// A stream's mutable settings.
@@ -123,6 +184,9 @@ pub struct StreamSettings {
     /// retention is now: raising the retention does not bring expired records back.
     #[serde(default)]
     pub expired_before_ms: i64,
+    /// The stream's resource-based policy (PutResourcePolicy on the stream ARN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_policy: Option<ResourcePolicy>,
 }
 
 /// The shards of a stream.
@@ -395,6 +459,32 @@ impl Broker {
             "arn:aws:kinesis:{}:{}:stream/{name}",
             self.config.region, self.config.account_id
         )
+    }
+
+    /// The resource-based policy of the stream or consumer `resource` names (an ARN of this
+    /// broker's region and account; a consumer ARN may end in `:*`), if it has one.
+    pub fn resource_policy(&self, resource: &str) -> Option<Arc<crate::auth::policy::PolicySet>> {
+        let prefix = format!(
+            "arn:aws:kinesis:{}:{}:stream/",
+            self.config.region, self.config.account_id
+        );
+        let rest = resource.strip_prefix(&prefix)?;
+        let (stream, consumer) = match rest.split_once("/consumer/") {
+            Some((s, c)) => (s, Some(c.rsplit_once(':').map_or(c, |(name, _)| name))),
+            None => (rest, None),
+        };
+        let stream = self.streams.read().get(stream).cloned()?;
+        let s = stream.settings.lock();
+        let policy = match consumer {
+            None => s.resource_policy.as_ref(),
+            Some(c) => s
+                .consumers
+                .iter()
+                .find(|x| x.name == c)?
+                .resource_policy
+                .as_ref(),
+        };
+        policy.map(|p| Arc::clone(&p.compiled))
     }
 
     fn shard_dir(&self, stream: &Stream, index: u32) -> PathBuf {

@@ -37,6 +37,12 @@ pub enum Error {
         /// The consumer ARN or name.
         consumer: String,
     },
+    /// DeleteResourcePolicy: the stream or consumer has no resource policy.
+    #[error("no resource policy on {arn}")]
+    ResourcePolicyNotFound {
+        /// The resource's ARN.
+        arn: String,
+    },
     /// Creating a stream whose name is taken.
     #[error("stream {stream} already exists")]
     StreamExists {

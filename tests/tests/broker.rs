@@ -26,6 +26,8 @@ mod limits;
 mod metrics;
 #[path = "broker/resharding.rs"]
 mod resharding;
+#[path = "broker/resource_policy.rs"]
+mod resource_policy;
 #[path = "broker/sts.rs"]
 mod sts;
 #[path = "broker/tls.rs"]

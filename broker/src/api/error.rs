@@ -161,6 +161,12 @@ fn domain(e: &Error, account: &str) -> (&'static str, Option<String>, StatusCode
             )),
             bad,
         ),
+        // moto's text; no AWS capture of it was found.
+        Error::ResourcePolicyNotFound { arn } => (
+            "ResourceNotFoundException",
+            Some(format!("No resource policy found for resource ARN {arn}.")),
+            bad,
+        ),
         Error::StreamExists { stream } => (
             "ResourceInUseException",
             Some(format!(

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod consumers;
+pub mod policies;
 pub mod records;
 pub mod reshard;
 pub mod streams;

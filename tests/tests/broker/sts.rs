@@ -48,14 +48,19 @@ trusted_users = ["harness"]
 }
 
 /// The text of `<tag>` in an XML answer.
-fn xml_value(xml: &str, tag: &str) -> Option<String> {
+pub(crate) fn xml_value(xml: &str, tag: &str) -> Option<String> {
     let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
     let end = xml[start..].find(&format!("</{tag}>"))? + start;
     Some(xml[start..end].to_string())
 }
 
 /// POSTs an unsigned AssumeRoleWithWebIdentity; status and body.
-async fn exchange(broker: &TestBroker, token: &str, role: &str, extra: &str) -> (u16, String) {
+pub(crate) async fn exchange(
+    broker: &TestBroker,
+    token: &str,
+    role: &str,
+    extra: &str,
+) -> (u16, String) {
     let body = format!(
         "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={}&RoleSessionName=pod-1&WebIdentityToken={token}{extra}",
         role.replace(':', "%3A").replace('/', "%2F")

@@ -160,6 +160,7 @@ pub async fn register(
             created_ms,
             status: "CREATING".into(),
             tags: input.tags.unwrap_or_default().into_map(),
+            resource_policy: None,
         };
         s.consumers.push(record.clone());
         record

@@ -297,6 +297,7 @@ pub async fn create_stream(broker: Arc<Broker>, input: CreateStreamInput) -> Res
         reshard_times: Vec::new(),
         consumers: Vec::new(),
         expired_before_ms: 0,
+        resource_policy: None,
     };
     broker.create_stream(&name, shards, settings).await?;
     tracing::info!(stream = %name, shards, mode = mode.as_str(), "created");

@@ -260,7 +260,11 @@ pub async fn list_tags_for_stream(
 }
 
 /// The stream (and consumer name, if any) a resource ARN names.
-fn resource(broker: &Broker, arn: &str) -> Result<(Arc<Stream>, Option<String>), ApiError> {
+/// The stream an ARN names, and the consumer's name when it names a registered consumer.
+pub(crate) fn resource(
+    broker: &Broker,
+    arn: &str,
+) -> Result<(Arc<Stream>, Option<String>), ApiError> {
     if let Some(c) = riffle_core::ConsumerArn::parse(arn) {
         let stream = stream_ref(broker, None, Some(&c.stream.to_string()))?;
         let known = stream
