@@ -6,18 +6,21 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::CheckpointError;
 
-/// A Kinesis sequence number: a decimal string, ordered numerically.
+/// A Kinesis sequence number: a decimal string, ordered numerically. Cloning is cheap (the
+/// string is shared): every user record of an aggregate carries its Kinesis record's number.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SequenceNumber(String);
+pub struct SequenceNumber(Arc<str>);
 
 impl SequenceNumber {
     /// Wraps a decimal string; `None` if it is empty or holds anything but ASCII digits.
     pub fn new(s: impl Into<String>) -> Option<SequenceNumber> {
         let s = s.into();
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(SequenceNumber(s))
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| SequenceNumber(Arc::from(s)))
     }
 
     /// The decimal string as Kinesis gave it.
