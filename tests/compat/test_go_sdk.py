@@ -44,7 +44,9 @@ PLAIN_TESTS = [
     "TestResourceNotFound",
     "TestWrongSecretKey",
 ]
-TLS_TESTS = ["TestTLSHTTP2"]
+# These run against a second broker with a `[tls]` listener and a short subscription lifetime.
+SECOND_BROKER_TESTS = ["TestTLSHTTP2", "TestSubscriptionLifetime"]
+SUBSCRIPTION_LIFETIME = "6s"
 
 
 def go_env() -> dict:
@@ -88,7 +90,7 @@ def run_go_test(binary: Path, name: str, tmp_path: Path, **extra_env: str) -> No
     )
     p = subprocess.run(
         [str(binary), "-test.run", f"^{name}$", "-test.v", "-test.count", "1",
-         "-test.timeout", "90s"],
+         "-test.timeout", "90s", "-test.parallel", "4"],
         cwd=GO_DIR, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
         stdin=subprocess.DEVNULL,
     )
@@ -109,7 +111,7 @@ def test_go_sdk_test_list(go_test_binary):
         stdin=subprocess.DEVNULL,
     )
     assert p.returncode == 0, p.stdout + p.stderr
-    assert sorted(p.stdout.split()) == sorted(PLAIN_TESTS + TLS_TESTS)
+    assert sorted(p.stdout.split()) == sorted(PLAIN_TESTS + SECOND_BROKER_TESTS)
 
 
 # ---------------------------------------------------------------- TLS
@@ -165,17 +167,18 @@ def write_test_ca(directory: Path):
 
 
 def parse_tls_ready_line(line: str):
-    """`riffle-broker ready api=.. admin=.. tls=HOST:PORT` -> HOST:PORT, else None."""
+    """`riffle-broker ready api=HOST:PORT admin=.. tls=HOST:PORT` -> (api, tls), else None."""
     parts = line.strip().split()
     if len(parts) != 5 or parts[:2] != ["riffle-broker", "ready"] or \
-            not parts[4].startswith("tls="):
+            not parts[2].startswith("api=") or not parts[4].startswith("tls="):
         return None
-    return parts[4][len("tls="):]
+    return parts[2][len("api="):], parts[4][len("tls="):]
 
 
 @pytest.fixture(scope="module")
-def tls_broker():
-    """A second broker with a `[tls]` listener on 127.0.0.1: (https endpoint, CA file)."""
+def second_broker():
+    """A second broker, all on 127.0.0.1, with a `[tls]` listener (a throw-away CA) and
+    subscriptions that end after SUBSCRIPTION_LIFETIME: the Go tests' environment for it."""
     binary = broker_binary()
     with tempfile.TemporaryDirectory(prefix="riffle-compat-go-tls-") as tmp:
         tmp = Path(tmp)
@@ -184,8 +187,11 @@ def tls_broker():
         credentials = tmp / "credentials.toml"
         credentials.write_text(CREDENTIALS_TOML)
         config = tmp / "riffle.toml"
+        streams = '[streams]\n'
+        assert CONFIG_TOML.startswith(streams)
         config.write_text(
-            CONFIG_TOML
+            CONFIG_TOML.replace(
+                streams, f'{streams}subscription_lifetime = "{SUBSCRIPTION_LIFETIME}"\n', 1)
             + f'\n[auth]\ncredentials_file = "{credentials}"\n'
             + f'\n[tls]\nlisten = "127.0.0.1:0"\ncert_file = "{cert}"\nkey_file = "{key}"\n'
         )
@@ -198,26 +204,30 @@ def tls_broker():
             )
         try:
             line = _read_ready_line(proc, READY_TIMEOUT_S)
-            addr = parse_tls_ready_line(line) if line else None
-            if addr is None:
+            addrs = parse_tls_ready_line(line) if line else None
+            if addrs is None:
                 pytest.fail(
-                    f"TLS broker's first stdout line was not a ready line with tls= (got "
+                    f"second broker's first stdout line was not a ready line with tls= (got "
                     f"{line!r}, exit status {proc.poll()}); stderr tail:\n"
                     + stderr_path.read_text(errors="replace")[-4000:]
                 )
-            yield f"https://{addr}", ca
+            api, tls = addrs
+            yield {
+                "RIFFLE_ENDPOINT": f"http://{api}",
+                "RIFFLE_TLS_ENDPOINT": f"https://{tls}",
+                "AWS_CA_BUNDLE": str(ca),
+                "RIFFLE_SUBSCRIPTION_LIFETIME": SUBSCRIPTION_LIFETIME,
+            }
         finally:
             stop_by_pid(proc)
             if proc.stdout:
                 proc.stdout.close()
         assert proc.returncode == 0, (
-            f"TLS broker exited with {proc.returncode} after SIGTERM; stderr tail:\n"
+            f"second broker exited with {proc.returncode} after SIGTERM; stderr tail:\n"
             + stderr_path.read_text(errors="replace")[-4000:]
         )
 
 
-@pytest.mark.parametrize("name", TLS_TESTS)
-def test_go_sdk_tls(go_test_binary, tls_broker, name, tmp_path):
-    endpoint, ca = tls_broker
-    run_go_test(go_test_binary, name, tmp_path, RIFFLE_TLS_ENDPOINT=endpoint,
-                AWS_CA_BUNDLE=str(ca))
+@pytest.mark.parametrize("name", SECOND_BROKER_TESTS)
+def test_go_sdk_second_broker(go_test_binary, second_broker, name, tmp_path):
+    run_go_test(go_test_binary, name, tmp_path, **second_broker)

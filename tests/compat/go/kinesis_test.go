@@ -90,9 +90,15 @@ func client(t *testing.T, ctx context.Context) *kinesis.Client {
 	return newClient(t, ctx, env(t, "RIFFLE_ENDPOINT"), accessKey, secretKey)
 }
 
+// uniqueName is a stream name for this test: [a-z0-9-] from its name, and a time stamp.
 func uniqueName(t *testing.T) string {
-	return fmt.Sprintf("go-%s-%d", strings.ToLower(strings.TrimPrefix(t.Name(), "Test")),
-		time.Now().UnixNano()%1_000_000_000)
+	base := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(strings.TrimPrefix(t.Name(), "Test")))
+	return fmt.Sprintf("go-%s-%d", base, time.Now().UnixNano()%1_000_000_000)
 }
 
 // httpResponse is the HTTP response behind an operation's output.
@@ -758,5 +764,108 @@ func TestWrongSecretKey(t *testing.T) {
 		api.ErrorMessage() != "The security token included in the request is invalid." {
 		t.Errorf("unknown key: %s %q (HTTP %d), want UnrecognizedClientException", api.ErrorCode(),
 			api.ErrorMessage(), status)
+	}
+}
+
+// subscribe opens a subscription and returns its event stream (closed at test end).
+func subscribe(t *testing.T, ctx context.Context, c *kinesis.Client, consumer string,
+	pos types.StartingPosition) *kinesis.SubscribeToShardEventStream {
+	t.Helper()
+	sub, err := c.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{ConsumerARN: aws.String(consumer),
+		ShardId: aws.String(shard0), StartingPosition: &pos})
+	if err != nil {
+		t.Fatalf("SubscribeToShard %+v: %v", pos, err)
+	}
+	stream := sub.GetStream()
+	t.Cleanup(func() { stream.Close() })
+	return stream
+}
+
+// drain reads events until the broker ends the subscription (the channel closes by itself),
+// bounded by limit; it returns the records and the last ContinuationSequenceNumber.
+func drain(t *testing.T, stream *kinesis.SubscribeToShardEventStream, limit time.Duration) ([]types.Record, string) {
+	t.Helper()
+	var got []types.Record
+	var cont string
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	for events := 0; events < maxEvents; events++ {
+		select {
+		case ev, ok := <-stream.Events():
+			if !ok {
+				if err := stream.Err(); err != nil {
+					t.Fatalf("subscription ended with Err() = %v", err)
+				}
+				return got, cont
+			}
+			e, isEvent := ev.(*types.SubscribeToShardEventStreamMemberSubscribeToShardEvent)
+			if !isEvent {
+				t.Fatalf("unexpected event %T %+v", ev, ev)
+			}
+			got = append(got, e.Value.Records...)
+			cont = aws.ToString(e.Value.ContinuationSequenceNumber)
+		case <-timer.C:
+			t.Fatalf("subscription still open after %v (%d records)", limit, len(got))
+		}
+	}
+	t.Fatalf("more than %d events", maxEvents)
+	return nil, ""
+}
+
+// The broker ends a subscription at its lifetime (RIFFLE_SUBSCRIPTION_LIFETIME, short on the
+// second broker): the SDK's event channel closes with Err() nil, and a consumer resuming
+// AFTER_SEQUENCE_NUMBER the last ContinuationSequenceNumber misses and repeats nothing.
+// Over HTTP/1.1, h2c and TLS h2.
+func TestSubscriptionLifetime(t *testing.T) {
+	ctx := testContext(t)
+	lifetime, err := time.ParseDuration(env(t, "RIFFLE_SUBSCRIPTION_LIFETIME"))
+	if err != nil {
+		t.Fatalf("RIFFLE_SUBSCRIPTION_LIFETIME: %v", err)
+	}
+	if os.Getenv("AWS_CA_BUNDLE") == "" {
+		t.Fatalf("AWS_CA_BUNDLE is not set")
+	}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	h2c := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.Protocols = &protocols
+	})
+	clients := []struct {
+		name, proto string
+		c           *kinesis.Client
+	}{
+		{"http1", "HTTP/1.1", newClient(t, ctx, env(t, "RIFFLE_ENDPOINT"), accessKey, secretKey)},
+		{"h2c", "HTTP/2.0", newClient(t, ctx, env(t, "RIFFLE_ENDPOINT"), accessKey, secretKey,
+			config.WithHTTPClient(h2c))},
+		{"tls-h2", "HTTP/2.0", newClient(t, ctx, env(t, "RIFFLE_TLS_ENDPOINT"), accessKey, secretKey)},
+	}
+	for _, tc := range clients {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := tc.c
+			name := uniqueName(t)
+			d := createStream(t, ctx, c, name, 1)
+			consumer := registerActive(t, ctx, c, d.StreamARN, "go-lifetime")
+			started := time.Now()
+			stream := subscribe(t, ctx, c, consumer, types.StartingPosition{Type: types.ShardIteratorTypeLatest})
+			first := putSeq(t, ctx, c, name, "before", 3)
+			got, cont := drain(t, stream, lifetime+10*time.Second)
+			if took := time.Since(started); took < lifetime-time.Second {
+				t.Errorf("subscription ended after %v, lifetime is %v", took, lifetime)
+			}
+			t.Logf("first subscription ended after %v", time.Since(started))
+			checkRecords(t, got, first)
+			if cont == "" {
+				t.Fatalf("no ContinuationSequenceNumber")
+			}
+			// Records written between the subscriptions are not lost.
+			between := putSeq(t, ctx, c, name, "between", 2)
+			stream = subscribe(t, ctx, c, consumer, types.StartingPosition{
+				Type: types.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String(cont)})
+			after := between.then(putSeq(t, ctx, c, name, "after", 2))
+			checkRecords(t, readEvents(t, stream, len(after.data)), after)
+			closeStream(t, stream)
+			t.Logf("resumed subscription read and closed after %v", time.Since(started))
+		})
 	}
 }
