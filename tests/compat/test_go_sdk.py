@@ -43,6 +43,8 @@ PLAIN_TESTS = [
     "TestSubscribeToShardH2C",
     "TestResourceNotFound",
     "TestWrongSecretKey",
+    "TestReshardChildShards",
+    "TestStreamARNAndTimestamp",
 ]
 # These run against a second broker with a `[tls]` listener and a short subscription lifetime.
 SECOND_BROKER_TESTS = ["TestTLSHTTP2", "TestSubscriptionLifetime"]

@@ -758,6 +758,13 @@ func TestWrongSecretKey(t *testing.T) {
 	if api, _ := apiError(t, err); api.ErrorCode() != "InvalidSignatureException" {
 		t.Errorf("PutRecord wrong secret: %s, want InvalidSignatureException", api.ErrorCode())
 	}
+	// SubscribeToShard too: refused before any event stream opens.
+	arn := fmt.Sprintf("arn:aws:kinesis:%s:%s:stream/any/consumer/c:1700000000", region, account)
+	_, err = bad.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{ConsumerARN: &arn,
+		ShardId: aws.String(shard0), StartingPosition: &types.StartingPosition{Type: types.ShardIteratorTypeLatest}})
+	if api, status := apiError(t, err); api.ErrorCode() != "InvalidSignatureException" || status != 400 {
+		t.Errorf("SubscribeToShard wrong secret: %s (HTTP %d), want InvalidSignatureException", api.ErrorCode(), status)
+	}
 	unknown := newClient(t, ctx, endpoint, "AKIDUNKNOWNGO", secretKey)
 	_, err = unknown.ListStreams(ctx, &kinesis.ListStreamsInput{Limit: aws.Int32(1)})
 	if api, status := apiError(t, err); api.ErrorCode() != "UnrecognizedClientException" || status != 400 ||
@@ -867,5 +874,170 @@ func TestSubscriptionLifetime(t *testing.T) {
 			closeStream(t, stream)
 			t.Logf("resumed subscription read and closed after %v", time.Since(started))
 		})
+	}
+}
+
+// Resharding as a Go consumer sees it: UpdateShardCount closes the parent; GetRecords at its
+// end returns ChildShards and no NextShardIterator; a subscription to it delivers the records,
+// then an event with ChildShards, then ends cleanly.
+func TestReshardChildShards(t *testing.T) {
+	ctx := testContext(t)
+	c := client(t, ctx)
+	name := uniqueName(t)
+	d := createStream(t, ctx, c, name, 1)
+	consumer := registerActive(t, ctx, c, d.StreamARN, "go-child")
+	before := putSeq(t, ctx, c, name, "parent", 3)
+
+	up, err := c.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{StreamName: aws.String(name),
+		TargetShardCount: aws.Int32(2), ScalingType: types.ScalingTypeUniformScaling})
+	if err != nil {
+		t.Fatalf("UpdateShardCount: %v", err)
+	}
+	if aws.ToInt32(up.CurrentShardCount) != 1 || aws.ToInt32(up.TargetShardCount) != 2 {
+		t.Errorf("UpdateShardCount: current %d target %d", aws.ToInt32(up.CurrentShardCount),
+			aws.ToInt32(up.TargetShardCount))
+	}
+	w := kinesis.NewStreamExistsWaiter(c, func(o *kinesis.StreamExistsWaiterOptions) {
+		o.MinDelay = 50 * time.Millisecond
+		o.MaxDelay = 500 * time.Millisecond
+	})
+	if err := w.Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String(name)}, pollLimit); err != nil {
+		t.Fatalf("StreamExists waiter after UpdateShardCount: %v", err)
+	}
+	checkChildren := func(where string, children []types.ChildShard) {
+		t.Helper()
+		var ids []string
+		for _, ch := range children {
+			ids = append(ids, aws.ToString(ch.ShardId))
+			if fmt.Sprint(ch.ParentShards) != "["+shard0+"]" || ch.HashKeyRange == nil {
+				t.Errorf("%s: child %s parents %v range %+v", where, aws.ToString(ch.ShardId),
+					ch.ParentShards, ch.HashKeyRange)
+			}
+		}
+		if fmt.Sprint(ids) != "[shardId-000000000001 shardId-000000000002]" {
+			t.Errorf("%s: ChildShards %v", where, ids)
+		}
+	}
+
+	it, err := c.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(name),
+		ShardId: aws.String(shard0), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+	if err != nil {
+		t.Fatalf("GetShardIterator: %v", err)
+	}
+	var got []types.Record
+	iter := it.ShardIterator
+	var last *kinesis.GetRecordsOutput
+	for i := 0; i < 20 && iter != nil; i++ {
+		last, err = c.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
+		if err != nil {
+			t.Fatalf("GetRecords: %v", err)
+		}
+		got = append(got, last.Records...)
+		iter = last.NextShardIterator
+	}
+	if iter != nil {
+		t.Fatalf("closed shard still has a NextShardIterator after 20 calls")
+	}
+	checkRecords(t, got, before)
+	checkChildren("GetRecords", last.ChildShards)
+
+	stream := subscribe(t, ctx, c, consumer, types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon})
+	var subGot []types.Record
+	var children []types.ChildShard
+	timer := time.NewTimer(eventTimeout)
+	defer timer.Stop()
+	for events, open := 0, true; open; events++ {
+		if events >= maxEvents {
+			t.Fatalf("subscription to the closed shard did not end after %d events", events)
+		}
+		select {
+		case ev, ok := <-stream.Events():
+			if !ok {
+				open = false
+				break
+			}
+			e, isEvent := ev.(*types.SubscribeToShardEventStreamMemberSubscribeToShardEvent)
+			if !isEvent {
+				t.Fatalf("unexpected event %T", ev)
+			}
+			subGot = append(subGot, e.Value.Records...)
+			if len(e.Value.ChildShards) > 0 {
+				children = e.Value.ChildShards
+			}
+		case <-timer.C:
+			t.Fatalf("subscription to the closed shard still open after %v (%d records, children %v)",
+				eventTimeout, len(subGot), children)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Errorf("subscription to the closed shard ended with Err() = %v", err)
+	}
+	checkRecords(t, subGot, before)
+	checkChildren("SubscribeToShard", children)
+}
+
+// StreamARN in place of StreamName (the Go SDK's endpoint rules look at it), and AT_TIMESTAMP
+// iterators (the SDK sends the timestamp as epoch seconds).
+func TestStreamARNAndTimestamp(t *testing.T) {
+	ctx := testContext(t)
+	c := client(t, ctx)
+	name := uniqueName(t)
+	d := createStream(t, ctx, c, name, 1)
+	arn := d.StreamARN
+	start := time.Now().Add(-2 * time.Second)
+	var w sent
+	for i := 0; i < 3; i++ {
+		out, err := c.PutRecord(ctx, &kinesis.PutRecordInput{StreamARN: arn,
+			PartitionKey: aws.String("arn-k"), Data: []byte(fmt.Sprintf("arn-%d", i))})
+		if err != nil {
+			t.Fatalf("PutRecord by StreamARN: %v", err)
+		}
+		w.data = append(w.data, []byte(fmt.Sprintf("arn-%d", i)))
+		w.keys = append(w.keys, "arn-k")
+		w.seqs = append(w.seqs, aws.ToString(out.SequenceNumber))
+	}
+	pr, err := c.PutRecords(ctx, &kinesis.PutRecordsInput{StreamARN: arn, Records: []types.PutRecordsRequestEntry{
+		{PartitionKey: aws.String("arn-k"), Data: []byte("arn-3")}}})
+	if err != nil || len(pr.Records) != 1 {
+		t.Fatalf("PutRecords by StreamARN: %v", err)
+	}
+	w.data = append(w.data, []byte("arn-3"))
+	w.keys = append(w.keys, "arn-k")
+	w.seqs = append(w.seqs, aws.ToString(pr.Records[0].SequenceNumber))
+
+	sum, err := c.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamARN: arn})
+	if err != nil || aws.ToString(sum.StreamDescriptionSummary.StreamName) != name {
+		t.Fatalf("DescribeStreamSummary by StreamARN: %v", err)
+	}
+	ls, err := c.ListShards(ctx, &kinesis.ListShardsInput{StreamARN: arn})
+	if err != nil || len(ls.Shards) != 1 {
+		t.Fatalf("ListShards by StreamARN: %v", err)
+	}
+	read := func(typ types.ShardIteratorType, ts *time.Time) []types.Record {
+		t.Helper()
+		it, err := c.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamARN: arn,
+			ShardId: aws.String(shard0), ShardIteratorType: typ, Timestamp: ts})
+		if err != nil {
+			t.Fatalf("GetShardIterator %s by StreamARN: %v", typ, err)
+		}
+		out, err := c.GetRecords(ctx, &kinesis.GetRecordsInput{StreamARN: arn, ShardIterator: it.ShardIterator})
+		if err != nil {
+			t.Fatalf("GetRecords by StreamARN: %v", err)
+		}
+		return out.Records
+	}
+	checkRecords(t, read(types.ShardIteratorTypeTrimHorizon, nil), w)
+	checkRecords(t, read(types.ShardIteratorTypeAtTimestamp, &start), w)
+	// A timestamp in the future is InvalidArgumentException, with AWS's message.
+	future := time.Now().Add(time.Hour)
+	_, err = c.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamARN: arn,
+		ShardId: aws.String(shard0), ShardIteratorType: types.ShardIteratorTypeAtTimestamp, Timestamp: &future})
+	var invalid *types.InvalidArgumentException
+	if !errors.As(err, &invalid) || !strings.HasPrefix(invalid.ErrorMessage(),
+		"The timestampInMillis parameter cannot be greater than the currentTimestampInMillis.") {
+		t.Errorf("AT_TIMESTAMP an hour ahead: %v (%T), want *types.InvalidArgumentException", err, err)
+	} else if want := fmt.Sprintf("timestampInMillis: %d,", future.UnixMilli()); !strings.Contains(invalid.ErrorMessage(), want) {
+		t.Errorf("AT_TIMESTAMP an hour ahead: %q does not contain %q (the SDK's epoch seconds, read to the millisecond)",
+			invalid.ErrorMessage(), want)
 	}
 }
