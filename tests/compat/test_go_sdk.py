@@ -2,8 +2,9 @@
 
 The package is compiled once per session (`go test -c`) and each Go test runs as its own
 pytest test against the session's broker (plaintext: HTTP/1.1, and h2c with Go's
-http.Protocols) or, for TestTLSHTTP2, against a second broker with a `[tls]` listener and a
-throw-away CA (the SDK negotiates h2 by ALPN; AWS_CA_BUNDLE trusts the CA).
+http.Protocols) or, for SECOND_BROKER_TESTS, against a second broker with a `[tls]` listener
+and a throw-away CA (the SDK negotiates h2 by ALPN; AWS_CA_BUNDLE trusts the CA) whose
+subscriptions end after SUBSCRIPTION_LIFETIME.
 
 Go is required (tests/compat/run.sh downloads the modules and compiles the package): if it
 is missing the tests fail; they are never skipped. Modules and the build cache live outside

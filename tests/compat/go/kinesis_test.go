@@ -5,8 +5,10 @@
 // Starts nothing itself. The broker comes from the environment (tests/compat/test_go_sdk.py
 // sets it):
 //
-//	RIFFLE_ENDPOINT      http://127.0.0.1:PORT, the plaintext listener (HTTP/1.1 and h2c)
-//	RIFFLE_TLS_ENDPOINT  https://127.0.0.1:PORT, only for TestTLSHTTP2 (AWS_CA_BUNDLE trusts it)
+//	RIFFLE_ENDPOINT               http://127.0.0.1:PORT, the plaintext listener (HTTP/1.1, h2c)
+//	RIFFLE_TLS_ENDPOINT           https://127.0.0.1:PORT (AWS_CA_BUNDLE trusts its certificate),
+//	                              for TestTLSHTTP2 and TestSubscriptionLifetime
+//	RIFFLE_SUBSCRIPTION_LIFETIME  the broker's subscription_lifetime, for TestSubscriptionLifetime
 //
 // Every wait is bounded by a context deadline or a loop limit.
 package gosdk
