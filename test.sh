@@ -34,7 +34,7 @@ bash tests/k8s/tools.sh >/dev/null
 step "unit, property and end-to-end tests (real broker binary + AWS SDK for Rust + moto_server)"
 cargo test --workspace --locked
 
-step "wire compatibility: boto3 and the AWS CLI"
+step "wire compatibility: boto3, the AWS CLI, the JavaScript SDK v3, the Go SDK v2"
 bash tests/compat/run.sh
 
 step "fuzz targets build and run briefly"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Wire-compatibility suite: drives the real riffle-broker with boto3 and the AWS CLI v1.
+# Wire-compatibility suite: drives the real riffle-broker with boto3, the AWS CLI v1, the
+# JavaScript SDK v3 and the Go SDK v2.
 # Usage: bash tests/compat/run.sh [pytest args...]   (from any directory)
 # The broker binary comes from $RIFFLE_BROKER_BIN (default: <repo>/target/debug/riffle-broker).
 set -euo pipefail
@@ -15,6 +16,16 @@ fi
 
 # The JavaScript SDK v3 suite (test_js.py) needs its pinned packages.
 (cd "$here/js" && npm ci --no-audit --no-fund --loglevel=error)
+
+# The AWS SDK for Go v2 suite (test_go_sdk.py): modules and the build cache live outside the
+# repository ($RIFFLE_GO_CACHE, default ~/.cache/riffle-go), so a fresh clone on the same
+# machine neither downloads nor compiles the SDK again. `go vet` compiles the package (and
+# checks it); pytest then links the test binary from that cache.
+go_cache="${RIFFLE_GO_CACHE:-$HOME/.cache/riffle-go}"
+(cd "$here/go" \
+    && export GOMODCACHE="$go_cache/mod" GOCACHE="$go_cache/build" \
+        GOFLAGS="-mod=readonly -modcacherw" GOTOOLCHAIN=local \
+    && go mod download && go vet ./...)
 
 cd "$repo"
 status=0
