@@ -272,6 +272,39 @@ pub fn serialization_error(serde: &str) -> ApiError {
     }
 }
 
+/// Reads an input member that Kinesis models as a Java `Integer` (ShardCount, Limit,
+/// RetentionPeriodHours, …) into an `i64`, so that values beyond an Integer's range still
+/// reach the handler's own range check, while a value of the wrong type is refused with
+/// AWS's words for an Integer ("… can not be converted to an Integer"), not a Long's.
+pub fn java_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            // `java_target` reads "i32" as "an Integer".
+            f.write_str("i32 (a Java Integer)")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            i64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    d.deserialize_option(V)
+}
+
 /// The Java class AWS names for a JSON value that serde describes as `found`.
 fn java_class(found: &str) -> &'static str {
     if found.starts_with("boolean") {

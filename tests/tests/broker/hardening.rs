@@ -978,11 +978,65 @@ async fn json_and_cbor_follow_one_rule() {
         assert_eq!(kind, "SerializationException");
         assert!(
             msg.as_deref().is_some_and(|m| m.starts_with(
-                "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an "
+                "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an Integer"
             )),
             "{msg:?}"
         );
     }
+    // Members Kinesis models as Integer, of the wrong type: AWS names the Integer.
+    for (op, json, want) in [
+        (
+            "CreateStream",
+            &br#"{"StreamName":"x","ShardCount":"3"}"#[..],
+            "class java.lang.String can not be converted to an Integer",
+        ),
+        (
+            "CreateStream",
+            br#"{"StreamName":"x","ShardCount":true}"#,
+            "class java.lang.Boolean can not be converted to an Integer",
+        ),
+        (
+            "GetRecords",
+            br#"{"ShardIterator":"abc","Limit":"10"}"#,
+            "class java.lang.String can not be converted to an Integer",
+        ),
+        (
+            "IncreaseStreamRetentionPeriod",
+            br#"{"StreamName":"x","RetentionPeriodHours":"48"}"#,
+            "class java.lang.String can not be converted to an Integer",
+        ),
+        (
+            "ListStreams",
+            br#"{"Limit":"5"}"#,
+            "class java.lang.String can not be converted to an Integer",
+        ),
+        (
+            "UpdateShardCount",
+            br#"{"StreamName":"x","TargetShardCount":"2","ScalingType":"UNIFORM_SCALING"}"#,
+            "class java.lang.String can not be converted to an Integer",
+        ),
+    ] {
+        let r = call(&broker, JSON, op, json).await;
+        assert_eq!(
+            error_of(&r),
+            ("SerializationException".to_string(), Some(want.to_string())),
+            "{op} {}",
+            String::from_utf8_lossy(json)
+        );
+    }
+    let mut cbor = vec![0xa2];
+    cbor.extend(cbor_text("StreamName"));
+    cbor.extend(cbor_text("x"));
+    cbor.extend(cbor_text("ShardCount"));
+    cbor.extend(cbor_text("3"));
+    let c = call(&broker, CBOR, "CreateStream", &cbor).await;
+    assert_eq!(
+        error_of(&c),
+        (
+            "SerializationException".to_string(),
+            Some("class java.lang.String can not be converted to an Integer".to_string())
+        )
+    );
     // Invalid UTF-8 in a member the operation does not know.
     let mut body = br#"{"StreamName":"x","Other":""#.to_vec();
     body.extend_from_slice(&[0xff, 0xfe]);

@@ -245,6 +245,7 @@ pub struct ListInput {
     #[serde(rename = "StreamARN")]
     stream_arn: Option<String>,
     next_token: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::wire::java_integer")]
     max_results: Option<i64>,
     stream_creation_timestamp: Option<f64>,
 }

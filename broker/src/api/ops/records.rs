@@ -609,6 +609,7 @@ pub async fn start_position(
 #[serde(rename_all = "PascalCase")]
 pub struct GetRecordsInput {
     shard_iterator: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::wire::java_integer")]
     limit: Option<i64>,
     #[serde(rename = "StreamARN")]
     #[allow(dead_code)]

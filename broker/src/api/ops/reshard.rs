@@ -378,6 +378,7 @@ pub struct UpdateShardCountInput {
     stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
     stream_arn: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::wire::java_integer")]
     target_shard_count: Option<i64>,
     scaling_type: Option<String>,
 }

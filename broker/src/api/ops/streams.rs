@@ -187,12 +187,15 @@ pub fn validate_tags(v: &mut Validator, tags: Option<&TagMap>, required: bool, m
 #[serde(rename_all = "PascalCase")]
 pub struct CreateStreamInput {
     stream_name: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::wire::java_integer")]
     shard_count: Option<i64>,
     stream_mode_details: Option<StreamModeDetails>,
     tags: Option<TagMap>,
     #[serde(rename = "WarmThroughputMiBps")]
+    #[serde(default, deserialize_with = "crate::api::wire::java_integer")]
     warm_throughput_mibps: Option<i64>,
     #[serde(rename = "MaxRecordSizeInKiB")]
+    #[serde(default, deserialize_with = "crate::api::wire::java_integer")]
     max_record_size_in_kib: Option<i64>,
 }
 
@@ -379,6 +382,7 @@ pub struct DescribeStreamInput {
     stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
     stream_arn: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::wire::java_integer")]
     limit: Option<i64>,
     exclusive_start_shard_id: Option<String>,
 }
@@ -542,6 +546,7 @@ pub async fn describe_stream_summary(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListStreamsInput {
+    #[serde(default, deserialize_with = "crate::api::wire::java_integer")]
     limit: Option<i64>,
     exclusive_start_stream_name: Option<String>,
     next_token: Option<String>,
@@ -650,6 +655,7 @@ pub struct ListShardsInput {
     stream_arn: Option<String>,
     next_token: Option<String>,
     exclusive_start_shard_id: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::wire::java_integer")]
     max_results: Option<i64>,
     stream_creation_timestamp: Option<f64>,
     shard_filter: Option<ShardFilter>,
@@ -837,6 +843,7 @@ pub struct RetentionInput {
     stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
     stream_arn: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::wire::java_integer")]
     retention_period_hours: Option<i64>,
 }
 
@@ -1082,6 +1089,7 @@ pub struct UpdateStreamModeInput {
     stream_arn: Option<String>,
     stream_mode_details: Option<StreamModeDetails>,
     #[serde(rename = "WarmThroughputMiBps")]
+    #[serde(default, deserialize_with = "crate::api::wire::java_integer")]
     warm_throughput_mibps: Option<i64>,
 }
 
@@ -1141,6 +1149,7 @@ pub struct UpdateMaxRecordSizeInput {
     #[serde(rename = "StreamARN")]
     stream_arn: Option<String>,
     #[serde(rename = "MaxRecordSizeInKiB")]
+    #[serde(default, deserialize_with = "crate::api::wire::java_integer")]
     max_record_size_in_kib: Option<i64>,
 }
 
@@ -1175,6 +1184,7 @@ pub struct UpdateWarmThroughputInput {
     #[serde(rename = "StreamARN")]
     stream_arn: Option<String>,
     #[serde(rename = "WarmThroughputMiBps")]
+    #[serde(default, deserialize_with = "crate::api::wire::java_integer")]
     warm_throughput_mibps: Option<i64>,
 }
 
