@@ -66,7 +66,7 @@ SYNC_CASES = [
 ]
 AUTH_CASES = [
     "auth_control_ok_h2", "auth_wrong_secret_h2", "auth_wrong_secret_http1",
-    "auth_unknown_key_h2",
+    "auth_access_denied_h2", "auth_unknown_key_h2",
 ]
 CASES = {"async": ASYNC_CASES, "subscribe": SUBSCRIBE_CASES, "sync": SYNC_CASES,
          "auth": AUTH_CASES}
@@ -81,6 +81,7 @@ class JavaConfig:
     jvm_props: tuple = ()
     env: tuple = ()  # (name, value) pairs
     http_client: str = "apache"  # sync suite: apache | urlconnection
+    protocol: str = "h2"  # async suite: h2 (Protocol.HTTP2) | h1 (Netty's default HTTP/1.1)
 
 
 CONFIGS = {
@@ -90,6 +91,8 @@ CONFIGS = {
     "tls-alpn-cbor": JavaConfig("async", tls=True, alpn=True),
     "tls-json-env": JavaConfig("async", tls=True, content_type=JSON,
                                env=(("CBOR_ENABLED", "false"),)),
+    # KinesisAsyncClient as built without .protocol(HTTP2): Netty over HTTP/1.1.
+    "h1-netty-cbor": JavaConfig("async", protocol="h1"),
     "subscribe-h2c-cbor": JavaConfig("subscribe"),
     "subscribe-tls-alpn-cbor": JavaConfig("subscribe", tls=True, alpn=True),
     "sync-apache-http-cbor": JavaConfig("sync"),
@@ -153,11 +156,15 @@ def java_results(broker, java_classpath):
                if not k.startswith("AWS_") and k != "CBOR_ENABLED"}
         env.update(RIFFLE_ACCESS_KEY=ACCESS_KEY, RIFFLE_SECRET_KEY=SECRET_KEY,
                    RIFFLE_WRONG_SECRET_KEY=SECRET_KEY + "-wrong",
-                   RIFFLE_UNKNOWN_ACCESS_KEY="AKIDRIFFLEUNKNOWN0000")
+                   RIFFLE_UNKNOWN_ACCESS_KEY="AKIDRIFFLEUNKNOWN0000",
+                   # conftest's user "nobody": a known key without any policy.
+                   RIFFLE_NOBODY_ACCESS_KEY="AKIDRIFFLENOBODY",
+                   RIFFLE_NOBODY_SECRET_KEY="riffle-nobody-secret")
         env.update(dict(cfg.env))
         cmd = [java, *JVM_FLAGS, *cfg.jvm_props, "-cp", classpath, MAIN_CLASS, cfg.suite,
                "--endpoint", endpoint, "--prefix", f"java-{name}-{uuid.uuid4().hex[:6]}",
-               "--expect-content-type", cfg.content_type, "--http-client", cfg.http_client]
+               "--expect-content-type", cfg.content_type, "--http-client", cfg.http_client,
+               "--protocol", cfg.protocol]
         if cfg.tls:
             cmd += ["--ca-file", str(broker.ca_file)]
         if cfg.alpn:
@@ -180,10 +187,17 @@ def java_results(broker, java_classpath):
               + ", ".join(f"{n} {r.seconds:.1f}s" for n, r in runs.items()))
 
 
+def _cases(cfg: JavaConfig) -> list:
+    cases = CASES[cfg.suite]
+    if cfg.suite == "async" and cfg.protocol == "h1":
+        cases = [("wire_http1" if c == "wire_http2" else c) for c in cases]
+    return cases
+
+
 def _params():
     out = []
     for name, cfg in CONFIGS.items():
-        for case in CASES[cfg.suite]:
+        for case in _cases(cfg):
             reason = XFAIL.get((name, case))
             marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
             out.append(pytest.param(name, case, marks=marks, id=f"{name}-{case}"))
@@ -203,7 +217,7 @@ def test_java_sdk(java_results, config, case):
 def test_java_sdk_run_complete(java_results, config):
     """The JVM ran exactly the cases listed here and its exit status agrees with them."""
     run = java_results(config)
-    want = CASES[CONFIGS[config].suite]
+    want = _cases(CONFIGS[config])
     assert list(run.cases) == want, (
         f"cases run differ from the list in test_java_sdk.py:\n{run.tail()}")
     failed = [c for c, r in run.cases.items() if not r["ok"]]

@@ -7,6 +7,7 @@ import static dev.riffle.compat.Runner.eq;
 import software.amazon.awssdk.awscore.exception.AwsServiceException;
 import software.amazon.awssdk.services.kinesis.KinesisAsyncClient;
 import software.amazon.awssdk.services.kinesis.KinesisClient;
+import software.amazon.awssdk.services.kinesis.model.AccessDeniedException;
 import software.amazon.awssdk.services.kinesis.model.KinesisException;
 
 /** Signatures the broker must refuse: a wrong secret, an unknown key; over HTTP/2 and HTTP/1.1. */
@@ -64,6 +65,24 @@ final class AuthSuite {
                 refused(() -> bad.listStreams(x -> {}), "InvalidSignatureException", BAD_SIGNATURE);
             } finally {
                 bad.close();
+            }
+        });
+        r.run("auth_access_denied_h2", () -> {
+            // A known key whose user has no policy: signed correctly, then refused by policy.
+            Options o = clients.opts;
+            String saved = o.accessKey;
+            o.accessKey = o.nobodyAccessKey;
+            KinesisAsyncClient nobody = clients.async(o.nobodySecretKey);
+            o.accessKey = saved;
+            String stream = o.prefix + "-denied";
+            try {
+                Runner.expectError(AccessDeniedException.class, "AccessDeniedException",
+                        "User: arn:aws:iam::000000000000:user/nobody is not authorized to perform: "
+                                + "kinesis:DescribeStreamSummary on resource: " + AsyncSuite.arn(stream)
+                                + " because no identity-based policy allows the kinesis:DescribeStreamSummary action",
+                        () -> await(nobody.describeStreamSummary(x -> x.streamName(stream))));
+            } finally {
+                nobody.close();
             }
         });
         r.run("auth_unknown_key_h2", () -> {

@@ -69,10 +69,13 @@ final class Clients {
         };
     }
 
-    /** KinesisAsyncClient on Netty, HTTP/2: h2c with prior knowledge on http://, h2 on https://. */
+    /**
+     * KinesisAsyncClient on Netty. HTTP/2 (h2c with prior knowledge on http://, h2 on
+     * https://) unless the options ask for HTTP/1.1, Netty's default.
+     */
     KinesisAsyncClient async(String secret) {
         NettyNioAsyncHttpClient.Builder http = NettyNioAsyncHttpClient.builder()
-                .protocol(Protocol.HTTP2)
+                .protocol("h1".equals(opts.protocol) ? Protocol.HTTP1_1 : Protocol.HTTP2)
                 .connectionTimeout(Duration.ofSeconds(10))
                 .readTimeout(Duration.ofSeconds(30))
                 .writeTimeout(Duration.ofSeconds(30));

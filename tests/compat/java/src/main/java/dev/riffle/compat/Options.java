@@ -2,9 +2,10 @@ package dev.riffle.compat;
 
 /**
  * Command line: {@code KinesisCompat SUITE --endpoint URL --prefix NAME [--ca-file PEM]
- * [--alpn] [--http-client apache|urlconnection] [--expect-content-type TYPE]}.
+ * [--alpn] [--protocol h2|h1] [--http-client apache|urlconnection] [--expect-content-type TYPE]}.
  * The access key comes from RIFFLE_ACCESS_KEY, the secret from RIFFLE_SECRET_KEY (kept off
- * the command line), a wrong secret for the auth suite from RIFFLE_WRONG_SECRET_KEY.
+ * the command line); for the auth suite a wrong secret from RIFFLE_WRONG_SECRET_KEY, an unknown
+ * key id from RIFFLE_UNKNOWN_ACCESS_KEY, a user without policies from RIFFLE_NOBODY_*.
  */
 final class Options {
     String suite;
@@ -18,6 +19,10 @@ final class Options {
     String secretKey = env("RIFFLE_SECRET_KEY");
     String wrongSecretKey = System.getenv("RIFFLE_WRONG_SECRET_KEY");
     String unknownAccessKey = System.getenv("RIFFLE_UNKNOWN_ACCESS_KEY");
+    String nobodyAccessKey = System.getenv("RIFFLE_NOBODY_ACCESS_KEY");
+    String nobodySecretKey = System.getenv("RIFFLE_NOBODY_SECRET_KEY");
+    /** async suite: h2 (Protocol.HTTP2, the default here) or h1 (Netty's HTTP/1.1). */
+    String protocol = "h2";
 
     static String env(String name) {
         String v = System.getenv(name);
@@ -39,6 +44,7 @@ final class Options {
                 case "--prefix" -> o.prefix = args[++i];
                 case "--ca-file" -> o.caFile = args[++i];
                 case "--alpn" -> o.alpn = true;
+                case "--protocol" -> o.protocol = args[++i];
                 case "--http-client" -> o.httpClient = args[++i];
                 case "--expect-content-type" -> o.expectContentType = args[++i];
                 default -> throw new IllegalArgumentException("unknown argument " + args[i]);

@@ -46,7 +46,7 @@ final class Wire {
             check(calls.size() >= rec.exchanges().size(), calls.size() + " calls published for "
                     + rec.exchanges().size() + " exchanges");
             Map<String, String> bad = new TreeMap<>();
-            String wantClient = http2 ? "NettyNio"
+            String wantClient = !"sync".equals(clients.opts.suite) ? "NettyNio"
                     : "urlconnection".equals(clients.opts.httpClient) ? "UrlConnection" : "Apache";
             for (Recorder.Call c : calls) {
                 if (c.http2() != http2) {
