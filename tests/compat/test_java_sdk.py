@@ -51,14 +51,15 @@ JVM_FLAGS = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx512m"]
 ASYNC_CASES = [
     "create_stream", "describe_stream", "describe_stream_summary", "list_streams_pagination",
     "list_shards_pagination", "put_record", "put_records", "get_records",
-    "get_shard_iterator_types", "split_shard", "get_records_child_shards", "merge_shards",
+    "get_shard_iterator_types", "concurrent_puts_large_get", "split_shard", "get_records_child_shards", "merge_shards",
     "update_shard_count", "retention", "stream_tags", "resource_tags", "enhanced_monitoring",
     "encryption", "stream_mode_and_warm_throughput", "max_record_size", "account", "consumers",
     "errors", "delete_stream", "wire_content_type", "wire_http2",
 ]
 SUBSCRIBE_CASES = [
     "subscribe_setup", "subscribe_records_in_order", "subscribe_resume_after_sequence_number",
-    "subscribe_child_shards_after_split", "subscribe_cleanup", "wire_content_type", "wire_http2",
+    "subscribe_child_shards_after_split", "subscribe_children_concurrently", "subscribe_errors",
+    "subscribe_cleanup", "wire_content_type", "wire_http2",
 ]
 SYNC_CASES = [
     "sync_create_describe", "sync_put_get", "sync_control_plane", "sync_errors", "sync_delete",

@@ -124,8 +124,12 @@ final class SubscribeSuite {
     }
 
     Sub subscribe(StartingPosition pos) {
+        return subscribeTo(AsyncSuite.SHARD0, pos);
+    }
+
+    Sub subscribeTo(String shard, StartingPosition pos) {
         Sub h = new Sub();
-        h.future = k.subscribeToShard(x -> x.consumerARN(consumerArn).shardId(AsyncSuite.SHARD0)
+        h.future = k.subscribeToShard(x -> x.consumerARN(consumerArn).shardId(shard)
                 .startingPosition(pos), h);
         return h;
     }
@@ -161,6 +165,21 @@ final class SubscribeSuite {
             near(got.get(i).approximateArrivalTimestamp(), Duration.ofMinutes(2), "ApproximateArrivalTimestamp");
         }
         return last;
+    }
+
+    /** Reads events until the records `want` came: data "tag-i", in order. */
+    void collectKeys(Sub h, List<String> want, String tag) throws Exception {
+        long deadline = System.nanoTime() + EVENT_TIMEOUT.toNanos();
+        List<Record> got = new ArrayList<>();
+        for (int events = 0; got.size() < want.size() && events < 500; events++) {
+            Object o = h.next(deadline);
+            check(o != DONE, tag + ": the stream ended after " + got.size() + " records");
+            got.addAll(((SubscribeToShardEvent) o).records());
+        }
+        eq(want, got.stream().map(Record::sequenceNumber).toList(), tag + " sequence numbers");
+        for (int i = 0; i < got.size(); i++) {
+            eq(tag + "-" + i, got.get(i).data().asUtf8String(), tag + " Data");
+        }
     }
 
     void run() {
@@ -262,6 +281,51 @@ final class SubscribeSuite {
             } finally {
                 h.cancel();
             }
+        });
+
+        r.run("subscribe_children_concurrently", () -> {
+            // What the KCL does after a split: subscribe to both children at once, on the
+            // client's one HTTP/2 connection. One from LATEST, one from AT_TIMESTAMP.
+            java.time.Instant before = java.time.Instant.now().minusMillis(500);
+            Sub latest = subscribeTo(AsyncSuite.SHARD1, StartingPosition.builder()
+                    .type(ShardIteratorType.LATEST).build());
+            Sub atTime = subscribeTo(AsyncSuite.SHARD2, StartingPosition.builder()
+                    .type(ShardIteratorType.AT_TIMESTAMP).timestamp(before).build());
+            try {
+                long deadline = System.nanoTime() + EVENT_TIMEOUT.toNanos();
+                // LATEST starts where the shard ends when the subscription starts: wait for it.
+                while (latest.response == null && latest.queue.isEmpty() && System.nanoTime() < deadline) {
+                    Runner.sleep(20);
+                }
+                check(latest.response != null, "no initial response for the LATEST subscription");
+                List<String> low = new ArrayList<>();
+                List<String> high = new ArrayList<>();
+                for (int i = 0; i < 6; i++) {
+                    final int j = i;
+                    PutRecordResponse p = await(k.putRecord(x -> x.streamName(stream).partitionKey("pk-" + (j % 4))
+                            .explicitHashKey(j % 2 == 0 ? "7" : AsyncSuite.MAX_HASH.toString())
+                            .data(SdkBytes.fromUtf8String((j % 2 == 0 ? "low" : "high") + "-" + (j / 2)))));
+                    (j % 2 == 0 ? low : high).add(p.sequenceNumber());
+                    eq(j % 2 == 0 ? AsyncSuite.SHARD1 : AsyncSuite.SHARD2, p.shardId(), "ShardId");
+                }
+                collectKeys(latest, low, "low");
+                collectKeys(atTime, high, "high");
+            } finally {
+                latest.cancel();
+                atTime.cancel();
+            }
+        });
+
+        r.run("subscribe_errors", () -> {
+            Sub h = subscribeTo("shardId-000000000099", StartingPosition.builder()
+                    .type(ShardIteratorType.LATEST).build());
+            Object o = h.queue.poll(EVENT_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            check(o instanceof Failed, "expected a failure, got " + o);
+            Throwable t = Runner.unwrap(((Failed) o).error());
+            check(t instanceof ResourceNotFoundException, "expected ResourceNotFoundException, got "
+                    + Runner.describe(t));
+            expectError(ResourceNotFoundException.class, "ResourceNotFoundException", null,
+                    () -> await(h.future));
         });
 
         r.run("subscribe_cleanup", () -> {
