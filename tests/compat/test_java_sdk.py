@@ -21,7 +21,8 @@ that hits it.
   SDK's typed KinesisException, over HTTP/2 and HTTP/1.1.
 
 The build (`mvn -o package`, offline: tests/compat/run.sh downloads the dependencies into
-$RIFFLE_MAVEN_REPO, default ~/.cache/riffle-maven) runs once per session. Java 17 and Maven are
+$RIFFLE_MAVEN_REPO, default ~/.cache/riffle-maven, and builds) runs at most once per session,
+and not at all when target/ is newer than every source file. Java 17 and Maven are
 required; if either is missing the tests fail, they are never skipped.
 """
 
@@ -119,22 +120,33 @@ class JavaRun:
         return (self.stdout[-6000:] + "\n--- stderr ---\n" + self.stderr[-4000:])
 
 
+def _build_is_current(classpath_file: Path) -> bool:
+    """True if target/ was built after the last change to pom.xml or any source file."""
+    if not classpath_file.is_file():
+        return False
+    sources = [JAVA_DIR / "pom.xml", *(JAVA_DIR / "src").rglob("*")]
+    newest = max(f.stat().st_mtime for f in sources if f.is_file())
+    return classpath_file.stat().st_mtime >= newest
+
+
 @pytest.fixture(scope="session")
 def java_classpath():
-    """Builds tests/compat/java once (offline) and returns (java, classpath)."""
+    """Builds tests/compat/java (offline) unless run.sh just did, returns (java, classpath)."""
     java, mvn = shutil.which("java"), shutil.which("mvn")
     assert java, "java (17+) is required for the Java SDK compatibility tests (not on PATH)"
     assert mvn, "mvn is required for the Java SDK compatibility tests (not on PATH)"
-    p = subprocess.run(
-        [mvn, "-q", "-B", "-o", f"-Dmaven.repo.local={MAVEN_REPO}", "package"],
-        cwd=JAVA_DIR, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
-        stdin=subprocess.DEVNULL,
-    )
-    assert p.returncode == 0, (
-        f"mvn -o package failed ({p.returncode}); tests/compat/run.sh downloads the "
-        f"dependencies into {MAVEN_REPO}:\n{(p.stdout + p.stderr)[-6000:]}"
-    )
-    deps = (JAVA_DIR / "target" / "classpath.txt").read_text().strip()
+    classpath_file = JAVA_DIR / "target" / "classpath.txt"
+    if not _build_is_current(classpath_file):
+        p = subprocess.run(
+            [mvn, "-q", "-B", "-o", f"-Dmaven.repo.local={MAVEN_REPO}", "package"],
+            cwd=JAVA_DIR, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        )
+        assert p.returncode == 0, (
+            f"mvn -o package failed ({p.returncode}); tests/compat/run.sh downloads the "
+            f"dependencies into {MAVEN_REPO}:\n{(p.stdout + p.stderr)[-6000:]}"
+        )
+    deps = classpath_file.read_text().strip()
     assert "kinesis-2.57.8.jar" in deps and "netty-nio-client-2.57.8.jar" in deps, deps
     return java, f"{JAVA_DIR / 'target' / 'classes'}{os.pathsep}{deps}"
 
