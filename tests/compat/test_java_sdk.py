@@ -52,7 +52,7 @@ JVM_FLAGS = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx512m"]
 ASYNC_CASES = [
     "create_stream", "describe_stream", "describe_stream_summary", "list_streams_pagination",
     "list_shards_pagination", "put_record", "put_records", "get_records",
-    "get_shard_iterator_types", "concurrent_puts_large_get", "split_shard", "get_records_child_shards", "merge_shards",
+    "get_shard_iterator_types", "partition_key_hashing", "concurrent_puts_large_get", "split_shard", "get_records_child_shards", "merge_shards",
     "update_shard_count", "retention", "stream_tags", "resource_tags", "enhanced_monitoring",
     "encryption", "stream_mode_and_warm_throughput", "max_record_size", "account", "consumers",
     "errors", "delete_stream", "wire_content_type", "wire_http2",

@@ -296,11 +296,48 @@ final class AsyncSuite {
             }
             eq(List.of(p.sequenceNumber()), got.stream().map(Record::sequenceNumber).toList(),
                     "LATEST sees only the record put after it");
+            shard0.add(new String[] {p.sequenceNumber(), "late"});
+            dataBySeq.put(p.sequenceNumber(), "late".getBytes());
             expectError(InvalidArgumentException.class, "InvalidArgumentException",
                     "StartingSequenceNumber 123 used in GetShardIterator on shard " + SHARD0 + " in stream " + a
                             + " under account " + ACCOUNT + " is invalid.",
                     () -> await(k.getShardIterator(x -> x.streamName(a).shardId(SHARD0)
                             .shardIteratorType(ShardIteratorType.AT_SEQUENCE_NUMBER).startingSequenceNumber("123"))));
+        });
+
+        r.run("partition_key_hashing", () -> {
+            // Without ExplicitHashKey the shard is the one whose range holds MD5(UTF-8 key) as a
+            // 128-bit number: what the KPL and the KCL predict. Multi-byte keys go through
+            // CBOR/JSON text strings.
+            List<Shard> shards = await(k.listShards(x -> x.streamName(a))).shards();
+            String[] keys = {"alpha", "beta", "gamma", "ключ", "鍵-キー", "🔑-key", "x".repeat(256)};
+            for (String key : keys) {
+                BigInteger h = new BigInteger(1, java.security.MessageDigest.getInstance("MD5")
+                        .digest(key.getBytes(java.nio.charset.StandardCharsets.UTF_8)));
+                String want = shards.stream().filter(sh -> new BigInteger(sh.hashKeyRange().startingHashKey())
+                        .compareTo(h) <= 0 && new BigInteger(sh.hashKeyRange().endingHashKey()).compareTo(h) >= 0)
+                        .findFirst().orElseThrow().shardId();
+                PutRecordResponse p = await(k.putRecord(x -> x.streamName(a).partitionKey(key)
+                        .data(SdkBytes.fromUtf8String("hash"))));
+                eq(want, p.shardId(), "ShardId of key " + key);
+                if (want.equals(SHARD0)) {
+                    shard0.add(new String[] {p.sequenceNumber(), key});
+                    dataBySeq.put(p.sequenceNumber(), "hash".getBytes());
+                }
+            }
+            // Read back by StreamARN instead of StreamName.
+            String it = await(k.getShardIterator(x -> x.streamARN(arn(a)).shardId(SHARD0)
+                    .shardIteratorType(ShardIteratorType.TRIM_HORIZON))).shardIterator();
+            List<Record> got = new ArrayList<>();
+            for (int i = 0; i < 20 && got.size() < shard0.size() && it != null; i++) {
+                final String cur = it;
+                GetRecordsResponse resp = await(k.getRecords(x -> x.shardIterator(cur).streamARN(arn(a))));
+                got.addAll(resp.records());
+                it = resp.nextShardIterator();
+            }
+            List<String> wantKeys = shard0.stream().map(x -> x[1]).toList();
+            eq(wantKeys, got.stream().map(Record::partitionKey).limit(wantKeys.size()).toList(),
+                    "partition keys read back by StreamARN");
         });
 
         r.run("concurrent_puts_large_get", () -> {
@@ -397,6 +434,18 @@ final class AsyncSuite {
             List<Shard> open = await(k.listShards(x -> x.streamName(a)
                     .shardFilter(f -> f.type(ShardFilterType.AT_LATEST)))).shards();
             eq(4, open.size(), "open shards");
+            // DescribeStream pages through shards with Limit and ExclusiveStartShardId.
+            StreamDescription p1 = await(k.describeStream(x -> x.streamName(a).limit(2))).streamDescription();
+            eq(2, p1.shards().size(), "DescribeStream Limit 2");
+            eq(true, p1.hasMoreShards(), "HasMoreShards");
+            String lastId = p1.shards().get(1).shardId();
+            StreamDescription p2 = await(k.describeStream(x -> x.streamName(a)
+                    .exclusiveStartShardId(lastId))).streamDescription();
+            eq(false, p2.hasMoreShards(), "HasMoreShards on the last page");
+            List<String> ids = new ArrayList<>(p1.shards().stream().map(Shard::shardId).toList());
+            ids.addAll(p2.shards().stream().map(Shard::shardId).toList());
+            eq(6, ids.size(), "2 closed + 4 open shards across the pages: " + ids);
+            eq(6, new HashSet<>(ids).size(), "no shard twice");
         });
 
         r.run("retention", () -> {
