@@ -110,7 +110,7 @@ XFAIL: dict = {}
 
 @dataclass
 class JavaRun:
-    returncode: int
+    returncode: int | None  # None: killed at RUN_TIMEOUT_S
     stdout: str
     stderr: str
     seconds: float
@@ -183,10 +183,18 @@ def java_results(broker, java_classpath):
         if cfg.alpn:
             cmd += ["--alpn"]
         t0 = time.monotonic()
-        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
-                           stdin=subprocess.DEVNULL)
-        run = JavaRun(p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
-        for line in p.stdout.splitlines():
+        try:
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                               timeout=RUN_TIMEOUT_S, stdin=subprocess.DEVNULL)
+            run = JavaRun(p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
+        except subprocess.TimeoutExpired as e:
+            # subprocess.run has killed the JVM. Keep what it printed: the cases that ran
+            # report, the others fail as "did not run", and the run is not repeated.
+            def text(b):
+                return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+            run = JavaRun(None, text(e.stdout), text(e.stderr) + f"\nkilled after {RUN_TIMEOUT_S}s",
+                          time.monotonic() - t0)
+        for line in run.stdout.splitlines():
             if line.startswith("RESULT "):
                 r = json.loads(line[len("RESULT "):])
                 run.cases[r["case"]] = r
