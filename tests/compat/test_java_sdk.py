@@ -18,7 +18,10 @@ that hits it.
 - sync: KinesisClient (blocking) on the Apache client over http:// and the URLConnection
   client over https://, both HTTP/1.1.
 - auth: a wrong secret and an unknown key are refused with the Kinesis error codes, as the
-  SDK's typed KinesisException, over HTTP/2 and HTTP/1.1.
+  SDK's typed KinesisException, over HTTP/2 and HTTP/1.1; a user without a policy gets
+  AccessDeniedException. Its JVM also has AWS_ENDPOINT_URL_KINESIS, AWS_REGION and the keys in
+  its environment, and KinesisAsyncClient.create() / KinesisClient.create() (nothing named in
+  code) work against the broker.
 
 The build (`mvn -o package`, offline: tests/compat/run.sh downloads the dependencies into
 $RIFFLE_MAVEN_REPO, default ~/.cache/riffle-maven, and builds) runs at most once per session,
@@ -67,7 +70,7 @@ SYNC_CASES = [
     "wire_content_type", "wire_http1",
 ]
 AUTH_CASES = [
-    "auth_control_ok_h2", "auth_wrong_secret_h2", "auth_wrong_secret_http1",
+    "default_clients_from_environment", "auth_control_ok_h2", "auth_wrong_secret_h2", "auth_wrong_secret_http1",
     "auth_access_denied_h2", "auth_unknown_key_h2",
 ]
 CASES = {"async": ASYNC_CASES, "subscribe": SUBSCRIBE_CASES, "sync": SYNC_CASES,
@@ -84,6 +87,8 @@ class JavaConfig:
     env: tuple = ()  # (name, value) pairs
     http_client: str = "apache"  # sync suite: apache | urlconnection
     protocol: str = "h2"  # async suite: h2 (Protocol.HTTP2) | h1 (Netty's default HTTP/1.1)
+    # Also give the JVM the endpoint, region and keys as AWS's environment variables.
+    aws_env: bool = False
 
 
 CONFIGS = {
@@ -101,7 +106,7 @@ CONFIGS = {
     "sync-urlconnection-https-json": JavaConfig("sync", tls=True, content_type=JSON,
                                                 jvm_props=("-Daws.cborEnabled=false",),
                                                 http_client="urlconnection"),
-    "auth-cbor": JavaConfig("auth"),
+    "auth-cbor": JavaConfig("auth", aws_env=True),
 }
 
 # (configuration, case) -> the broker defect that fails it (see /work/wt/DEFECTS-java-sdk.md).
@@ -174,6 +179,12 @@ def java_results(broker, java_classpath):
                    RIFFLE_NOBODY_ACCESS_KEY="AKIDRIFFLENOBODY",
                    RIFFLE_NOBODY_SECRET_KEY="riffle-nobody-secret")
         env.update(dict(cfg.env))
+        if cfg.aws_env:
+            env.update(AWS_ENDPOINT_URL_KINESIS=endpoint, AWS_REGION="us-east-1",
+                       AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+                       # Keep the user's ~/.aws and the instance metadata service out of it.
+                       AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+                       AWS_EC2_METADATA_DISABLED="true")
         cmd = [java, *JVM_FLAGS, *cfg.jvm_props, "-cp", classpath, MAIN_CLASS, cfg.suite,
                "--endpoint", endpoint, "--prefix", f"java-{name}-{uuid.uuid4().hex[:6]}",
                "--expect-content-type", cfg.content_type, "--http-client", cfg.http_client,

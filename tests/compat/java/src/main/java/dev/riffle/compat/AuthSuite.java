@@ -43,6 +43,23 @@ final class AuthSuite {
 
     void run() {
         String wrong = clients.opts.wrongSecretKey;
+        r.run("default_clients_from_environment", () -> {
+            // An application that names nothing in code: KinesisAsyncClient.create() and
+            // KinesisClient.create() take the endpoint (AWS_ENDPOINT_URL_KINESIS), region and
+            // keys from the environment, and their default HTTP clients (Netty over HTTP/1.1 on
+            // http://, Apache).
+            check(System.getenv("AWS_ENDPOINT_URL_KINESIS") != null, "AWS_ENDPOINT_URL_KINESIS is not set");
+            try (KinesisAsyncClient a = KinesisAsyncClient.create(); KinesisClient s = KinesisClient.create()) {
+                String name = clients.opts.prefix + "-env";
+                await(a.createStream(x -> x.streamName(name).shardCount(1)));
+                AsyncSuite.waitActive(a, name);
+                eq(java.util.List.of(), s.listShards(x -> x.streamName(name)).shards().stream()
+                        .filter(sh -> sh.sequenceNumberRange().endingSequenceNumber() != null).toList(),
+                        "closed shards");
+                check(s.listStreams(x -> x.limit(1000)).streamNames().contains(name), "ListStreams lacks " + name);
+                s.deleteStream(x -> x.streamName(name));
+            }
+        });
         r.run("auth_control_ok_h2", () -> {
             KinesisAsyncClient good = clients.async(clients.opts.secretKey);
             check(await(good.listStreams(x -> {})).streamNames() != null, "ListStreams");
