@@ -104,6 +104,14 @@ write_records_per_second = "off"
 read_bytes_per_second = "off"
 get_records_per_second = "off"
 get_shard_iterator_per_second = "off"
+
+# One stream with a low write limit, for throttling as clients see it (test_java_sdk.py).
+[limits.streams.java-sdk-throttled]
+write_bytes_per_second = "off"
+write_records_per_second = 10
+read_bytes_per_second = "off"
+get_records_per_second = "off"
+get_shard_iterator_per_second = "off"
 """
 
 

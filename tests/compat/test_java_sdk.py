@@ -22,6 +22,9 @@ that hits it.
   AccessDeniedException. Its JVM also has AWS_ENDPOINT_URL_KINESIS, AWS_REGION and the keys in
   its environment, and KinesisAsyncClient.create() / KinesisClient.create() (nothing named in
   code) work against the broker.
+- throttle: on the stream conftest.py limits to 10 records/s, PutRecords' per-record
+  ErrorCode/ErrorMessage and PutRecord's ProvisionedThroughputExceededException, which the SDK
+  classes as throttling: its standard retry strategy backs off and the retried call succeeds.
 
 The build (`mvn -o package`, offline: tests/compat/run.sh downloads the dependencies into
 $RIFFLE_MAVEN_REPO, default ~/.cache/riffle-maven, and builds) runs at most once per session,
@@ -73,8 +76,13 @@ AUTH_CASES = [
     "default_clients_from_environment", "auth_control_ok_h2", "auth_wrong_secret_h2", "auth_wrong_secret_http1",
     "auth_access_denied_h2", "auth_unknown_key_h2",
 ]
+THROTTLE_CASES = [
+    "throttle_setup", "throttle_put_records_per_record", "throttle_put_record_typed",
+    "throttle_sdk_retries",
+    "throttle_cleanup",
+]
 CASES = {"async": ASYNC_CASES, "subscribe": SUBSCRIBE_CASES, "sync": SYNC_CASES,
-         "auth": AUTH_CASES}
+         "auth": AUTH_CASES, "throttle": THROTTLE_CASES}
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,8 @@ CONFIGS = {
                                                 jvm_props=("-Daws.cborEnabled=false",),
                                                 http_client="urlconnection"),
     "auth-cbor": JavaConfig("auth", aws_env=True),
+    # Uses the one stream conftest.py limits to 10 records/s: only one configuration may.
+    "throttle-h2c-cbor": JavaConfig("throttle"),
 }
 
 # (configuration, case) -> the broker defect that fails it (see /work/wt/DEFECTS-java-sdk.md).

@@ -23,6 +23,7 @@ public final class KinesisCompat {
             case "subscribe" -> new SubscribeSuite(r, clients).run();
             case "sync" -> new SyncSuite(r, clients).run();
             case "auth" -> new AuthSuite(r, clients).run();
+            case "throttle" -> new ThrottleSuite(r, clients).run();
             default -> {
                 System.err.println("unknown suite " + opts.suite);
                 System.exit(2);
