@@ -136,12 +136,16 @@ class JavaRun:
 
 
 def _build_is_current(classpath_file: Path) -> bool:
-    """True if target/ was built after the last change to pom.xml or any source file."""
+    """True if target/ was built after the last change to pom.xml or any source file..."""
     if not classpath_file.is_file():
         return False
     sources = [JAVA_DIR / "pom.xml", *(JAVA_DIR / "src").rglob("*")]
     newest = max(f.stat().st_mtime for f in sources if f.is_file())
-    return classpath_file.stat().st_mtime >= newest
+    if classpath_file.stat().st_mtime < newest:
+        return False
+    # ... and against a Maven repository that still holds every jar it names.
+    jars = classpath_file.read_text().strip().split(os.pathsep)
+    return all(jar.startswith(str(MAVEN_REPO)) and Path(jar).is_file() for jar in jars)
 
 
 @pytest.fixture(scope="session")
