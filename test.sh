@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check and test of the repository, as CI does. Needs only the Rust toolchain,
+# Runs every check and test of the repository, as CI does. Needs the Rust toolchain, Java 17
+# with Maven (the Java SDK compatibility suite, dependencies cached in ~/.cache/riffle-maven),
 # Python 3 and network access to crates.io and PyPI; installs the rest itself (boto3, the
 # AWS CLI and moto_server into .venv/, before the Rust tests that need moto_server; for the
 # operator tests, Go-built kube-apiserver/etcd/kubectl, helm, kubernetes-validate and
@@ -34,7 +35,7 @@ bash tests/k8s/tools.sh >/dev/null
 step "unit, property and end-to-end tests (real broker binary + AWS SDK for Rust + moto_server)"
 cargo test --workspace --locked
 
-step "wire compatibility: boto3, the AWS CLI, the JavaScript SDK v3, the Go SDK v2"
+step "wire compatibility: boto3, the AWS CLI, the JavaScript SDK v3, the Go SDK v2, the Java SDK v2 and KCL"
 bash tests/compat/run.sh
 
 step "fuzz targets build and run briefly"

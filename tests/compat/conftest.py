@@ -104,6 +104,14 @@ write_records_per_second = "off"
 read_bytes_per_second = "off"
 get_records_per_second = "off"
 get_shard_iterator_per_second = "off"
+
+# One stream with a low write limit, for throttling as clients see it (test_java_sdk.py).
+[limits.streams.java-sdk-throttled]
+write_bytes_per_second = "off"
+write_records_per_second = 10
+read_bytes_per_second = "off"
+get_records_per_second = "off"
+get_shard_iterator_per_second = "off"
 """
 
 
@@ -115,6 +123,42 @@ class BrokerInfo:
     endpoint_url: str
     data_dir: Path
     stderr_path: Path
+    tls: str | None = None  # host:port of the TLS listener ([tls] in the config)
+    tls_endpoint_url: str | None = None  # https://127.0.0.1:PORT
+    ca_file: Path | None = None  # PEM of the listener's self-signed certificate
+
+
+def write_self_signed_cert(cert_path: Path, key_path: Path) -> None:
+    """A self-signed P-256 certificate for 127.0.0.1 and localhost (its own trust anchor)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "riffle compat test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
 
 
 def broker_binary() -> Path:
@@ -128,13 +172,22 @@ def broker_binary() -> Path:
 
 
 def parse_ready_line(line: str):
-    """`riffle-broker ready api=HOST:PORT admin=HOST:PORT` -> (api, admin), else None."""
+    """`riffle-broker ready api=HOST:PORT admin=HOST:PORT [tls=HOST:PORT]` -> (api, admin),
+    else None (ready_tls reads the optional third address)."""
     parts = line.strip().split()
-    if len(parts) != 4 or parts[:2] != ["riffle-broker", "ready"]:
+    if len(parts) not in (4, 5) or parts[:2] != ["riffle-broker", "ready"]:
         return None
     if not parts[2].startswith("api=") or not parts[3].startswith("admin="):
         return None
+    if len(parts) == 5 and not parts[4].startswith("tls="):
+        return None
     return parts[2][len("api="):], parts[3][len("admin="):]
+
+
+def ready_tls(line: str):
+    """The TLS listener's HOST:PORT from the ready line, or None."""
+    parts = line.strip().split()
+    return parts[4][len("tls="):] if len(parts) == 5 and parts[4].startswith("tls=") else None
 
 
 def _read_ready_line(proc: subprocess.Popen, timeout: float):
@@ -184,8 +237,14 @@ def broker():
         credentials.write_text(CREDENTIALS_TOML)
         jwks = tmp / "jwks.json"
         jwks.write_text(issuer_jwks())
+        # A TLS listener too (ALPN h2/http1.1) with a self-signed certificate: clients that
+        # test https:// trust ca_file.
+        cert_file, key_file = tmp / "tls.crt", tmp / "tls.key"
+        write_self_signed_cert(cert_file, key_file)
         config.write_text(
             CONFIG_TOML
+            + f'\n[tls]\nlisten = "127.0.0.1:0"\ncert_file = "{cert_file}"\n'
+            + f'key_file = "{key_file}"\n'
             + f'\n[auth]\ncredentials_file = "{credentials}"\n'
             + f'\n[auth.web_identity]\nissuer = "{OIDC_ISSUER}"\n'
             + f'audiences = ["{OIDC_AUDIENCE}"]\njwks_file = "{jwks}"\n'
@@ -216,6 +275,7 @@ def broker():
                     f"exit status {proc.poll()}); stderr tail:\n{log}"
                 )
             api, admin = addrs
+            tls = ready_tls(line)
             yield BrokerInfo(
                 pid=proc.pid,
                 api=api,
@@ -223,6 +283,9 @@ def broker():
                 endpoint_url=f"http://{api}",
                 data_dir=data_dir,
                 stderr_path=stderr_path,
+                tls=tls,
+                tls_endpoint_url=f"https://{tls}" if tls else None,
+                ca_file=cert_file,
             )
         finally:
             stop_by_pid(proc)

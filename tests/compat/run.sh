@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Wire-compatibility suite: drives the real riffle-broker with boto3, the AWS CLI v1, the
-# JavaScript SDK v3 and the Go SDK v2.
+# JavaScript SDK v3, the Go SDK v2, the Java SDK v2 and the Java KCL.
 # Usage: bash tests/compat/run.sh [pytest args...]   (from any directory)
 # The broker binary comes from $RIFFLE_BROKER_BIN (default: <repo>/target/debug/riffle-broker).
 set -euo pipefail
@@ -26,6 +26,12 @@ go_cache="${RIFFLE_GO_CACHE:-$HOME/.cache/riffle-go}"
     && export GOMODCACHE="$go_cache/mod" GOCACHE="$go_cache/build" \
         GOFLAGS="-mod=readonly -modcacherw" GOTOOLCHAIN=local \
     && go mod download && go vet ./...)
+
+# The AWS SDK for Java v2 suite (test_java_sdk.py) builds tests/compat/java offline; this
+# downloads its dependencies (and builds it) into a Maven repository outside the work tree,
+# kept across clones: $RIFFLE_MAVEN_REPO, default ~/.cache/riffle-maven.
+maven_repo="${RIFFLE_MAVEN_REPO:-$HOME/.cache/riffle-maven}"
+(cd "$here/java" && mvn -q -B "-Dmaven.repo.local=$maven_repo" package)
 
 cd "$repo"
 status=0
