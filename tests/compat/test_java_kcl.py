@@ -266,6 +266,16 @@ def wait_checkpoints(dynamodb, table, expected: dict, timeout=30.0) -> dict:
         time.sleep(0.25)
 
 
+def subscribed_records(broker, stream) -> int:
+    """The broker's count of records pushed by SubscribeToShard for `stream` (its /metrics)."""
+    text = urllib.request.urlopen(f"http://{broker.admin}/metrics", timeout=10).read().decode()
+    total = 0
+    for line in text.splitlines():
+        if line.startswith("riffle_subscribe_records_total{") and f'stream="{stream}"' in line:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
 def last_seq_per_shard(produced) -> dict:
     last = {}
     for shard, seq, _, _ in produced:
@@ -288,7 +298,7 @@ KEYS = [f"key-{i:02d}" for i in range(40)]
 
 
 @pytest.mark.parametrize("retrieval", ["fanout", "polling"])
-def test_kcl_consumes_four_shards(kinesis, dynamodb, kcl, stream_name, retrieval):
+def test_kcl_consumes_four_shards(broker, kinesis, dynamodb, kcl, stream_name, retrieval):
     """Scenarios 1 and 2: a 4-shard stream, every record processed (before and while running),
     checkpoints in the lease table, the consumer registered for fan-out only."""
     create_stream(kinesis, stream_name, 4)
@@ -314,20 +324,25 @@ def test_kcl_consumes_four_shards(kinesis, dynamodb, kcl, stream_name, retrieval
     names = [c["ConsumerName"] for c in consumers]
     if retrieval == "fanout":
         assert names == [app], names  # the KCL registers a consumer named after the application
+        # ... and the records reached it through SubscribeToShard (HTTP/2), not GetRecords.
+        assert subscribed_records(broker, stream_name) >= len(before + during)
     else:
         assert names == [], names
+        assert subscribed_records(broker, stream_name) == 0
 
     code = run.stop()
     assert_graceful_exit(run, code)
 
 
-def test_kcl_split_shard_during_consumption(kinesis, dynamodb, kcl, stream_name):
-    """Scenario 3: SplitShard while the application consumes (fan-out): every record processed,
+@pytest.mark.parametrize("retrieval", ["fanout", "polling"])
+def test_kcl_split_shard_during_consumption(kinesis, dynamodb, kcl, stream_name, retrieval):
+    """Scenario 3: SplitShard while the application consumes (the parent's end comes as
+    SubscribeToShard's ChildShards with fan-out, GetRecords' with polling): every record processed,
     a key's parent-shard records all before any of its child-shard records, the parent ended
     with a SHARD_END checkpoint and leases for both children in the lease table."""
     create_stream(kinesis, stream_name, 2)
-    app = f"kcl-split-{uuid.uuid4().hex[:8]}"
-    run = kcl(stream_name, app, "fanout")
+    app = f"kcl-split-{retrieval}-{uuid.uuid4().hex[:8]}"
+    run = kcl(stream_name, app, retrieval)
     first = produce(kinesis, stream_name, KEYS, 3, "parent")
     run.wait_for("the first processed record", lambda lines: any(e["event"] == "record" for e in lines))
 
