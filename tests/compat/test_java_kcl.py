@@ -306,7 +306,7 @@ def test_kcl_consumes_four_shards(broker, kinesis, dynamodb, kcl, stream_name, r
     before = produce(kinesis, stream_name, KEYS, 3, "before")
     assert len({s for s, *_ in before}) == 4, "the keys should cover all 4 shards"
 
-    run = kcl(stream_name, app, retrieval)
+    run = kcl(stream_name, app, retrieval, worker="worker-one")
     run.wait_records({(s, q) for s, q, *_ in before})
     during = produce(kinesis, stream_name, KEYS, 2, "during")
     run.wait_records({(s, q) for s, q, *_ in during})
@@ -317,6 +317,21 @@ def test_kcl_consumes_four_shards(broker, kinesis, dynamodb, kcl, stream_name, r
     assert set(ls) == {f"shardId-00000000000{i}" for i in range(4)}, ls
     initialized = {e["shard"] for e in run.lines() if e["event"] == "initialize"}
     assert initialized == set(ls), initialized
+    # The lease items as the KCL wrote them from the broker's shard list.
+    shards = {s["ShardId"]: s for s in kinesis.list_shards(StreamName=stream_name)["Shards"]}
+    for key, lease in ls.items():
+        assert lease["leaseOwner"] == "worker-one", lease
+        assert lease["checkpointSubSequenceNumber"] == "0", lease
+        assert lease["startingHashKey"] == shards[key]["HashKeyRange"]["StartingHashKey"], lease
+        assert lease["endingHashKey"] == shards[key]["HashKeyRange"]["EndingHashKey"], lease
+        assert "parentShardId" not in lease, lease
+    table = dynamodb.describe_table(TableName=app)["Table"]
+    gsis = [g["IndexName"] for g in table.get("GlobalSecondaryIndexes", [])]
+    assert gsis == ["LeaseOwnerToLeaseKeyIndex"], gsis
+    owned = dynamodb.query(TableName=app, IndexName="LeaseOwnerToLeaseKeyIndex",
+                           KeyConditionExpression="leaseOwner = :o",
+                           ExpressionAttributeValues={":o": {"S": "worker-one"}})["Items"]
+    assert sorted(i["leaseKey"]["S"] for i in owned) == sorted(ls), owned
 
     consumers = kinesis.list_stream_consumers(
         StreamARN=kinesis.describe_stream_summary(StreamName=stream_name)
