@@ -26,7 +26,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from conftest import ACCESS_KEY, REGION, REPO, SECRET_KEY, wait_active
+from conftest import (ACCESS_KEY, CONFIG_TOML, CREDENTIALS_TOML, READY_TIMEOUT_S, REGION, REPO,
+                      SECRET_KEY, _read_ready_line, broker_binary, stop_by_pid, wait_active)
 
 KCL_DIR = Path(__file__).resolve().parent / "java-kcl"
 KCL_JAR = KCL_DIR / "target" / "riffle-kcl-sample.jar"
@@ -120,14 +121,99 @@ def java():
     return java
 
 
+class TlsBroker:
+    """A broker of this module's own with a `[tls]` listener (self-signed P-256 certificate
+    for 127.0.0.1) and a PKCS#12 trust store holding that certificate, for the JVM."""
+
+    def __init__(self, proc, endpoint_url, admin, cert, trust_store):
+        self.proc = proc
+        self.cert = cert
+        self.endpoint_url = endpoint_url
+        self.admin = admin
+        self.trust_store = trust_store
+
+
+def _self_signed(directory: Path):
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "riffle-compat-kcl")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory, java):
+    tmp = tmp_path_factory.mktemp("tls-broker")
+    cert, key = _self_signed(tmp)
+    keytool = shutil.which("keytool") or str(Path(os.path.realpath(java)).parent / "keytool")
+    trust_store = tmp / "trust.p12"
+    subprocess.run([keytool, "-importcert", "-noprompt", "-alias", "riffle", "-file", str(cert),
+                    "-keystore", str(trust_store), "-storetype", "PKCS12",
+                    "-storepass", "changeit"], check=True, capture_output=True, timeout=60)
+    (tmp / "credentials.toml").write_text(CREDENTIALS_TOML)
+    (tmp / "data").mkdir()
+    config = tmp / "riffle.toml"
+    config.write_text(
+        CONFIG_TOML
+        + f'\n[auth]\ncredentials_file = "{tmp / "credentials.toml"}"\n'
+        + f'\n[tls]\nlisten = "127.0.0.1:0"\ncert_file = "{cert}"\nkey_file = "{key}"\n'
+    )
+    stderr_path = tmp / "broker.stderr"
+    with open(stderr_path, "wb") as stderr:
+        proc = subprocess.Popen(
+            [str(broker_binary()), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+             "--data-dir", str(tmp / "data"), "--config", str(config)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
+        )
+    try:
+        line = _read_ready_line(proc, READY_TIMEOUT_S) or ""
+        words = dict(w.split("=", 1) for w in line.split()[2:] if "=" in w)
+        if not line.startswith("riffle-broker ready") or "tls" not in words:
+            pytest.fail(f"TLS broker not ready: {line!r}; stderr:\n"
+                        + stderr_path.read_text(errors="replace")[-4000:])
+        yield TlsBroker(proc, f"https://{words['tls']}", words["admin"], cert, trust_store)
+    finally:
+        stop_by_pid(proc)
+        if proc.stdout:
+            proc.stdout.close()
+
+
 class KclApp:
     """One run of the sample KCL application, writing JSON lines to `out`."""
 
     def __init__(self, java, broker, moto, stream, app, out: Path, retrieval, worker):
         self.out = out
         self.log = out.with_suffix(".log")
+        trust = []
+        if getattr(broker, "trust_store", None):
+            trust = [f"-Djavax.net.ssl.trustStore={broker.trust_store}",
+                     "-Djavax.net.ssl.trustStorePassword=changeit",
+                     "-Djavax.net.ssl.trustStoreType=PKCS12"]
         args = [
-            java, "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            java, "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", *trust,
             "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
             "-Dorg.slf4j.simpleLogger.showDateTime=true",
             "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
@@ -194,9 +280,9 @@ def kcl(java, broker, moto, tmp_path):
     """Starts KCL app runs; every run is stopped by its PID when the test ends."""
     runs = []
 
-    def start(stream, app, retrieval="fanout", worker=None, name=None):
+    def start(stream, app, retrieval="fanout", worker=None, name=None, via=None):
         out = tmp_path / f"{name or f'run{len(runs)}'}.jsonl"
-        run = KclApp(java, broker, moto, stream, app, out, retrieval,
+        run = KclApp(java, via or broker, moto, stream, app, out, retrieval,
                      worker or f"worker-{uuid.uuid4().hex[:6]}")
         runs.append(run)
         return run
@@ -444,3 +530,26 @@ def test_kcl_restart_resumes_from_checkpoints(kinesis, dynamodb, kcl, stream_nam
 
     code = run2.stop()
     assert_graceful_exit(run2, code)
+
+
+def test_kcl_fanout_over_tls(tls_broker, dynamodb, kcl, stream_name):
+    """Fan-out as on AWS: https:// with HTTP/2 negotiated by ALPN (the broker's `[tls]`
+    listener, a self-signed certificate in the JVM's trust store); every record processed and
+    pushed by SubscribeToShard."""
+    from botocore.config import Config
+
+    kinesis = boto3.client(
+        "kinesis", endpoint_url=tls_broker.endpoint_url, region_name=REGION,
+        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+        verify=str(tls_broker.cert), config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    create_stream(kinesis, stream_name, 2)
+    app = f"kcl-tls-{uuid.uuid4().hex[:8]}"
+    produced = produce(kinesis, stream_name, KEYS, 2, "tls")
+    run = kcl(stream_name, app, "fanout", via=tls_broker)
+    run.wait_records({(s, q) for s, q, *_ in produced})
+    assert_records_match(run.records(), produced)
+    wait_checkpoints(dynamodb, app, last_seq_per_shard(produced))
+    assert subscribed_records(tls_broker, stream_name) >= len(produced)
+    code = run.stop()
+    assert_graceful_exit(run, code)
