@@ -1,4 +1,5 @@
-"""The real AWS Kinesis Client Library 3.x (Java) against the session's broker.
+"""The real AWS Kinesis Client Library 3.x (Java) against the session's broker (h2c), and
+against a broker of this module's own over TLS (https, ALPN h2).
 
 A sample KCL application (tests/compat/java-kcl, built by tests/compat/run.sh with Maven)
 consumes a stream of the broker, keeping its leases in a moto_server (a DynamoDB-compatible
@@ -9,6 +10,10 @@ and the lease table (boto3 dynamodb against moto), and assert on them.
 The application is a subprocess stopped by its PID: SIGTERM (the KCL's graceful shutdown,
 which checkpoints), then SIGKILL after a grace period. Java, the built jar and moto_server
 are required: if any is missing the test fails; it is never skipped.
+
+Every fresh application waits a random 1-30 s before its first shard sync while its lease
+table is empty (Scheduler.shouldInitiateLeaseSync, constants in the KCL, not configurable):
+most of each test's time, and why their durations vary.
 """
 
 import base64
