@@ -27,11 +27,25 @@ go_cache="${RIFFLE_GO_CACHE:-$HOME/.cache/riffle-go}"
         GOFLAGS="-mod=readonly -modcacherw" GOTOOLCHAIN=local \
     && go mod download && go vet ./...)
 
+# The Java suites need Java 17+ and Maven (Debian's packages, installed here as root if
+# missing).
+if ! command -v mvn >/dev/null || ! command -v java >/dev/null; then
+    pkgs="maven openjdk-17-jdk-headless"
+    if [ "$(id -u)" = 0 ]; then
+        apt-get install -y -q --no-install-recommends $pkgs >&2 \
+            || { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends $pkgs >&2; }
+    else
+        sudo -n apt-get install -y -q --no-install-recommends $pkgs >&2
+    fi
+fi
+
 # The AWS SDK for Java v2 suite (test_java_sdk.py) builds tests/compat/java offline; this
 # downloads its dependencies (and builds it) into a Maven repository outside the work tree,
 # kept across clones: $RIFFLE_MAVEN_REPO, default ~/.cache/riffle-maven.
 maven_repo="${RIFFLE_MAVEN_REPO:-$HOME/.cache/riffle-maven}"
 (cd "$here/java" && mvn -q -B "-Dmaven.repo.local=$maven_repo" package)
+# The Java KCL suite (test_java_kcl.py) runs a sample KCL application built here.
+(cd "$here/java-kcl" && mvn -q -B "-Dmaven.repo.local=$maven_repo" package)
 
 cd "$repo"
 status=0
