@@ -7,8 +7,8 @@
 //! kcl-bench lease-ops [--dynamodb http://127.0.0.1:5000]
 //! ```
 //!
-//! - `throughput`: fills a 4-shard stream with KPL aggregates of 100-byte user records (built
-//!   with `AggregateBuilder`, ≤ 50 KiB each, one shard per aggregate as the KPL does), then
+//! - `throughput`: fills a 4-shard stream with 100-byte user records through `riffle-kpl`
+//!   (KPL aggregates of ≤ 50 KiB, one predicted shard each), then
 //!   one worker reads everything from TRIM_HORIZON, by polling and by fan-out: user records/s.
 //! - `latency`: one record every 50 ms; delay from just before PutRecord to the processor,
 //!   with the default retrieval settings.
@@ -23,11 +23,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
 use aws_smithy_types::Blob;
 use clap::{Parser, Subcommand};
-use riffle_core::{AggregateBuilder, HashKey, HashKeyRange};
 use riffle_kcl::{
     Checkpoint, Checkpointer, Config, DynamoDbLeaseStore, InitialPosition, Lease, LeaseStore,
     ProcessRecordsInput, ProcessorError, RecordProcessor, RetrievalMode, Scheduler,
@@ -97,77 +95,43 @@ async fn create_stream(c: &Client, name: &str, shards: i32) -> anyhow::Result<()
     anyhow::bail!("stream {name} not ACTIVE")
 }
 
-fn entry(first: HashKey, data: Vec<u8>) -> anyhow::Result<PutRecordsRequestEntry> {
-    Ok(PutRecordsRequestEntry::builder()
-        .partition_key(riffle_core::aggregate::AGGREGATE_PARTITION_KEY)
-        .explicit_hash_key(first.to_string())
-        .data(Blob::new(data))
-        .build()?)
-}
-
-async fn put(c: &Client, stream: &str, entries: Vec<PutRecordsRequestEntry>) -> anyhow::Result<()> {
-    let out = c
-        .put_records()
-        .stream_name(stream)
-        .set_records(Some(entries))
-        .send()
-        .await?;
-    anyhow::ensure!(out.failed_record_count() == Some(0), "PutRecords failures");
-    Ok(())
-}
-
-/// Fills `stream` with `records` 100-byte user records in KPL aggregates.
+/// Fills `stream` with `records` 100-byte user records through `riffle-kpl` with its default
+/// aggregation (≤ 50 KiB aggregates, one predicted shard each), its own rate limit off; fails
+/// if any record is not put.
 async fn fill(c: &Client, stream: &str, records: usize) -> anyhow::Result<()> {
-    let shards = c.list_shards().stream_name(stream).send().await?;
-    let ranges: Vec<HashKeyRange> = shards
-        .shards()
-        .iter()
-        .filter_map(|s| {
-            let r = s.hash_key_range()?;
-            HashKeyRange::new(
-                r.starting_hash_key().parse().ok()?,
-                r.ending_hash_key().parse().ok()?,
-            )
-        })
-        .collect();
-    let mut builders: Vec<(AggregateBuilder, Option<HashKey>)> = ranges
-        .iter()
-        .map(|_| (AggregateBuilder::new(), None))
-        .collect();
-    let mut pending = Vec::new();
-    let mut pending_bytes = 0;
-    let payload = [b'x'; 100];
-    for i in 0..records {
-        let pk = format!("pk-{i}");
-        let k = HashKey::from_partition_key(&pk);
-        let s = ranges
-            .iter()
-            .position(|r| r.contains(k))
-            .context("no shard for key")?;
-        let (b, first) = &mut builders[s];
-        if b.encoded_len_with(&pk, None, payload.len()) > 51_200 {
-            let data = b.encode();
-            pending_bytes += data.len();
-            pending.push(entry(first.take().context("first key")?, data)?);
-            b.clear();
-            if pending_bytes > 4_500_000 || pending.len() == 500 {
-                put(c, stream, std::mem::take(&mut pending)).await?;
-                pending_bytes = 0;
+    let producer = riffle_kpl::Producer::builder(riffle_kpl::Config {
+        rate_limit: riffle_kpl::RateLimit::Off,
+        ..riffle_kpl::Config::default()
+    })
+    .client(c.clone())
+    .build()
+    .await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<riffle_kpl::PutHandle>(100_000);
+    let outcomes = tokio::spawn(async move {
+        let (mut ok, mut failed) = (0usize, 0usize);
+        while let Some(h) = rx.recv().await {
+            match h.await {
+                Ok(_) => ok += 1,
+                Err(_) => failed += 1,
             }
         }
-        if first.is_none() {
-            *first = Some(k);
-        }
-        b.add(&pk, None, &payload);
+        (ok, failed)
+    });
+    let payload = bytes::Bytes::from_static(&[b'x'; 100]);
+    for i in 0..records {
+        let h = producer
+            .put(stream, format!("pk-{i}"), payload.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("put refused: {e}"))?;
+        tx.send(h).await.context("outcome task ended")?;
     }
-    for (b, first) in &mut builders {
-        if let (false, Some(k)) = (b.is_empty(), first.take()) {
-            pending.push(entry(k, b.encode())?);
-        }
-    }
-    if !pending.is_empty() {
-        put(c, stream, pending).await?;
-    }
+    drop(tx);
+    producer.shutdown().await?;
+    let (ok, failed) = outcomes.await?;
+    anyhow::ensure!(
+        failed == 0 && ok == records,
+        "{failed} of {records} records failed"
+    );
     Ok(())
 }
 
