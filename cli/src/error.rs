@@ -91,7 +91,7 @@ where
                 UNREACHABLE,
                 format!(
                     "cannot reach {endpoint}: {why} (is the broker running? start one with \
-                     `cargo run --release -p riffle-broker`, or pass --endpoint)"
+                     `cargo run --release -p riffle-broker -- --allow-anonymous`, or pass --endpoint)"
                 ),
             )
         }

@@ -2,7 +2,7 @@
 //! batch. Several copies share the stream's shards; Ctrl-C or SIGTERM hands them over at once.
 //!
 //! ```text
-//! cargo run --release -p riffle-broker &                       # a local broker on :4567
+//! cargo run --release -p riffle-broker -- --allow-anonymous &   # a local broker on :4567
 //! aws kinesis --endpoint-url http://127.0.0.1:4567 create-stream --stream-name orders --shard-count 2
 //! KCL_ENDPOINT=http://127.0.0.1:4567 cargo run -p riffle-kcl --example consume -- orders my-app
 //! ```

@@ -2,7 +2,7 @@
 //! where each one was written.
 //!
 //! ```text
-//! cargo run --release -p riffle-broker &                     # a local broker on :4567
+//! cargo run --release -p riffle-broker -- --allow-anonymous &   # a local broker on :4567
 //! export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1
 //! printf 'user-1\thello\nuser-2\tworld\n' |
 //!   cargo run -p riffle-kpl --example produce -- --endpoint http://127.0.0.1:4567 \
