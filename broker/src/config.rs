@@ -106,6 +106,18 @@ pub struct TlsConfig {
     pub cert_file: PathBuf,
     /// PEM file with the private key.
     pub key_file: PathBuf,
+    /// How often the certificate and key files are reread; a changed, valid pair is used
+    /// for new connections without a restart.
+    #[serde(with = "humantime_serde", default = "default_tls_reload")]
+    pub reload_interval: Duration,
+    /// PEM file of CAs: when set, clients must present a certificate chained to one of them
+    /// (mutual TLS), in addition to signing their requests.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+fn default_tls_reload() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// Stream lifecycle and control-plane limits.

@@ -133,7 +133,8 @@ async fn run(config: Config, test_clock: bool) -> anyhow::Result<()> {
     let tls = match &config.tls {
         Some(t) => Some((
             TcpListener::bind(t.listen).await?,
-            riffle_broker::tls::acceptor(&t.cert_file, &t.key_file)?,
+            riffle_broker::tls::acceptor(&t.cert_file, &t.key_file, t.client_ca_file.as_deref())?,
+            t.reload_interval,
         )),
         None => None,
     };
@@ -195,12 +196,13 @@ async fn run(config: Config, test_clock: bool) -> anyhow::Result<()> {
     ));
     let mut ready = format!("riffle-broker ready api={api_addr} admin={admin_addr}");
     let tls_task = match tls {
-        Some((listener, acceptor)) => {
+        Some((listener, tls, reload)) => {
             let addr = listener.local_addr()?;
             ready.push_str(&format!(" tls={addr}"));
+            tokio::spawn(riffle_broker::tls::watch(tls.certs, reload, stop.clone()));
             Some(tokio::spawn(server::serve(
                 listener,
-                Some(acceptor),
+                Some(tls.acceptor),
                 app.clone(),
                 stop.clone(),
                 server::handle,

@@ -56,6 +56,7 @@ pub use moto::MotoServer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::config::retry::RetryConfig;
@@ -174,6 +175,7 @@ pub struct TestBrokerBuilder {
     test_clock: bool,
     data_dir: Option<PathBuf>,
     tls: Option<(String, String)>,
+    tls_client_ca: Option<String>,
 }
 
 impl TestBrokerBuilder {
@@ -183,6 +185,13 @@ impl TestBrokerBuilder {
     /// read from the ready line; see [`TestBroker::tls_endpoint`].
     pub fn tls(mut self, cert_chain_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
         self.tls = Some((cert_chain_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// With [`tls`](Self::tls): clients of the TLS port must present a certificate chained
+    /// to one of the CAs in this PEM (`[tls] client_ca_file`).
+    pub fn tls_client_ca(mut self, ca_pem: impl Into<String>) -> Self {
+        self.tls_client_ca = Some(ca_pem.into());
         self
     }
 
@@ -243,11 +252,20 @@ impl TestBrokerBuilder {
             let key_path = scratch.path().join("tls.key");
             std::fs::write(&cert_path, cert).expect("write TLS certificate");
             std::fs::write(&key_path, key).expect("write TLS key");
+            // Reread every 200 ms, so a test can rotate the files (see `tls_files`).
             config.push_str(&format!(
-                "\n[tls]\nlisten = \"127.0.0.1:0\"\ncert_file = {:?}\nkey_file = {:?}\n",
+                "\n[tls]\nlisten = \"127.0.0.1:0\"\ncert_file = {:?}\nkey_file = {:?}\nreload_interval = \"200ms\"\n",
                 cert_path.display().to_string(),
                 key_path.display().to_string()
             ));
+            if let Some(ca) = &self.tls_client_ca {
+                let ca_path = scratch.path().join("client-ca.crt");
+                std::fs::write(&ca_path, ca).expect("write client CA");
+                config.push_str(&format!(
+                    "client_ca_file = {:?}\n",
+                    ca_path.display().to_string()
+                ));
+            }
         }
         std::fs::write(&config_path, config).expect("write config");
         let data_dir = match self.data_dir {
@@ -282,6 +300,8 @@ struct Running {
     admin: SocketAddr,
     tls: Option<SocketAddr>,
     client: aws_sdk_kinesis::Client,
+    /// Every stderr line so far.
+    stderr: Arc<std::sync::Mutex<String>>,
 }
 
 /// A `riffle-broker` child process owned by a test.
@@ -345,10 +365,15 @@ impl TestBroker {
         // Forward stderr to the test's stderr for the life of the process.
         let stderr = child.stderr.take().expect("piped stderr");
         let stderr_tag = tag.clone();
+        let captured = Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = Arc::clone(&captured);
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 eprintln!("[{stderr_tag} stderr] {line}");
+                let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                s.push_str(&line);
+                s.push('\n');
             }
         });
 
@@ -390,8 +415,18 @@ impl TestBroker {
             admin,
             tls,
             client,
+            stderr: captured,
         });
         self.last_ports = Some((api, admin));
+    }
+
+    /// Everything the running broker process wrote to stderr so far (its log).
+    pub fn stderr_text(&self) -> String {
+        self.running()
+            .stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn running(&self) -> &Running {
@@ -456,6 +491,15 @@ impl TestBroker {
     /// reloading; the broker checks it every 200 ms).
     pub fn credentials_file(&self) -> PathBuf {
         self._scratch.path().join("credentials.toml")
+    }
+
+    /// The TLS certificate chain and key files given to [`TestBrokerBuilder::tls`] (rewrite
+    /// them to test reloading; the broker rereads them every 200 ms).
+    pub fn tls_files(&self) -> (PathBuf, PathBuf) {
+        (
+            self._scratch.path().join("tls.crt"),
+            self._scratch.path().join("tls.key"),
+        )
     }
 
     /// The data directory (kept across [`restart`](Self::restart)).

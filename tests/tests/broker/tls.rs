@@ -396,3 +396,169 @@ async fn a_client_that_does_not_trust_the_ca_fails() {
         .await
         .expect("ListStreams with the CA");
 }
+
+/// Handshakes trusting `ca_pem` (and with `client` as its own certificate, if given), then
+/// sends one HTTP/1.1 request; the response's status line, or why there was none.
+async fn request_over_tls(
+    broker: &TestBroker,
+    ca_pem: &str,
+    client: Option<(&str, &str)>,
+) -> Result<String, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA PEM")).expect("add CA");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots);
+    let mut config = match client {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(chain.as_bytes())
+                    .map(|c| c.expect("client chain"))
+                    .collect(),
+                rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key"),
+            )
+            .expect("client auth"),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(broker.tls_addr())
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("127.0.0.1").unwrap().to_owned();
+    let attempt = async {
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut buf = Vec::new();
+        tls.read_to_end(&mut buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        text.lines()
+            .next()
+            .filter(|l| l.starts_with("HTTP/1.1 "))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no HTTP response: {text:?}"))
+    };
+    tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .map_err(|_| "no answer within 10 s".to_string())?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_certificate_is_served_without_a_restart_and_a_bad_one_is_not() {
+    let old = test_pki("Riffle CA before rotation");
+    let new = test_pki("Riffle CA after rotation");
+    let broker = tls_broker(&old, "").await;
+    let pid = broker.pid();
+    request_over_tls(&broker, &old.ca_pem, None)
+        .await
+        .expect("the first certificate is served");
+    assert!(request_over_tls(&broker, &new.ca_pem, None).await.is_err());
+
+    // Rotate both files, as cert-manager renewing a Secret does.
+    let (cert_file, key_file) = broker.tls_files();
+    std::fs::write(&key_file, &new.key_pem).unwrap();
+    std::fs::write(&cert_file, &new.chain_pem).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while request_over_tls(&broker, &new.ca_pem, None).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotated certificate was not served within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let err = request_over_tls(&broker, &old.ca_pem, None)
+        .await
+        .expect_err("the old certificate is no longer served");
+    assert!(err.contains("handshake"), "{err}");
+    assert_eq!(broker.pid(), pid, "same process, no restart");
+    // The SDK over HTTP/2 trusts the new CA too.
+    h2_client(&broker.tls_endpoint(), &new.ca_pem)
+        .list_streams()
+        .send()
+        .await
+        .expect("ListStreams over https after the rotation");
+
+    // A key that does not match the certificate is refused; the current one stays.
+    std::fs::write(&key_file, &old.key_pem).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let still = request_over_tls(&broker, &new.ca_pem, None).await;
+    assert!(
+        still.as_ref().is_ok_and(|l| l.starts_with("HTTP/1.1 ")),
+        "a bad pair does not replace the certificate in use: {still:?}"
+    );
+    let log = broker.stderr_text();
+    assert!(log.contains("TLS certificate reloaded"), "{log}");
+    assert!(log.contains("TLS certificate not reloaded"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_client_ca_only_clients_with_its_certificates_get_in() {
+    let server = test_pki("Riffle server CA");
+    // A client CA and a client certificate it signed.
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "Riffle client CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "checkout");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let client_cert = leaf.signed_by(&key, &issuer).unwrap();
+    // A certificate from a CA the broker does not know.
+    let stranger = test_pki("Some other CA");
+
+    let broker = TestBroker::builder()
+        .config_toml(config(
+            "status_delay = \"50ms\"",
+            "fsync = \"never\"",
+            LIMITS_OFF,
+        ))
+        .tls(server.chain_pem.clone(), server.key_pem.clone())
+        .tls_client_ca(ca_cert.pem())
+        .start()
+        .await;
+    let chain = client_cert.pem();
+    let key_pem = key.serialize_pem();
+    let ok = request_over_tls(&broker, &server.ca_pem, Some((&chain, &key_pem))).await;
+    assert!(
+        ok.as_ref().is_ok_and(|l| l.starts_with("HTTP/1.1 ")),
+        "a certificate from the client CA is accepted: {ok:?}"
+    );
+    let err = request_over_tls(&broker, &server.ca_pem, None)
+        .await
+        .expect_err("no client certificate, no service");
+    assert!(!err.contains("HTTP/1.1"), "{err}");
+    let err = request_over_tls(
+        &broker,
+        &server.ca_pem,
+        Some((&stranger.chain_pem, &stranger.key_pem)),
+    )
+    .await
+    .expect_err("a certificate from another CA is refused");
+    assert!(!err.contains("HTTP/1.1"), "{err}");
+    // The plaintext port is not affected.
+    broker
+        .client()
+        .list_streams()
+        .send()
+        .await
+        .expect("plaintext API");
+}
