@@ -275,9 +275,17 @@ async fn stalled_and_trickling_clients_do_not_freeze_the_api() {
         &[("reason", "body_deadline")],
     )
     .await;
+    // The 48 stalled requests go idle; the 500 trickling ones run into the body deadline,
+    // unless the machine is so loaded that a trickle round takes longer than the idle
+    // timeout, when some are cut for idleness instead. Either way every one is abandoned,
+    // and the deadline does cut the ones that keep trickling.
     assert!(idle_cut >= 48.0, "abandoned for idleness: {idle_cut}");
     assert!(
-        deadline_cut >= 400.0,
+        idle_cut + deadline_cut >= 548.0,
+        "every hostile request abandoned: {idle_cut} idle + {deadline_cut} at the deadline"
+    );
+    assert!(
+        deadline_cut >= 100.0,
         "abandoned at the deadline: {deadline_cut}"
     );
     eventually(
