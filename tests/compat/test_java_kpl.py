@@ -1,0 +1,196 @@
+"""The real AWS Kinesis Producer Library (the Java wrapper and the native `kinesis_producer`
+daemon its jar carries) and the real Java KCL 3.x, against riffle's own producer and consumer
+libraries (riffle-kpl, riffle-kcl, through the `riffle` CLI):
+
+1. KPL -> riffle-kcl: records the KPL aggregated and put through the session broker's TLS
+   listener (the daemon speaks HTTPS only) are read back with `riffle consume --format json`:
+   exactly the records put, once each, per-key order kept, and really aggregated;
+2. riffle-kpl -> Java KCL: `riffle produce` aggregates, the Java KCL sample app (test_java_kcl's)
+   de-aggregates: same data, keys and (sequence, sub-sequence) numbers as `riffle consume`;
+3. lease-table interop: the Java KCL consumes and checkpoints in its lease table (moto), stops
+   gracefully; `riffle consume --group APP --lease-store dynamodb` resumes exactly after its
+   checkpoints and advances them; and the reverse (the Java KCL resumes after riffle's).
+
+The KPL producer is tests/compat/java-kpl (built by tests/compat/run.sh with Maven); the CLI
+comes from $RIFFLE_CLI_BIN (default: <repo>/target/debug/riffle). Every process is stopped by
+its PID and every wait is bounded.
+"""
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from conftest import ACCESS_KEY, REGION, SECRET_KEY, cli_binary, stop_by_pid
+# The Java KCL sample app's fixtures and helpers, shared with test_java_kcl.py.
+from test_java_kcl import (  # noqa: F401 - fixtures are used by name
+    assert_graceful_exit, create_stream, dynamodb, java, kcl, last_seq_per_shard, leases, moto,
+    wait_checkpoints)
+
+KPL_DIR = Path(__file__).resolve().parent / "java-kpl"
+KPL_JAR = KPL_DIR / "target" / "riffle-kpl-sample.jar"
+KPL_RECORDS = int(os.environ.get("RIFFLE_KPL_RECORDS", "100000"))
+KPL_TIMEOUT_S = 240.0
+CONSUME_TIMEOUT_S = 120.0
+
+
+def cli_env(extra=None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+               AWS_REGION=REGION, AWS_CONFIG_FILE="/nonexistent/riffle-compat-config",
+               AWS_SHARED_CREDENTIALS_FILE="/nonexistent/riffle-compat-credentials")
+    env.update(extra or {})
+    return env
+
+
+def riffle_consume(broker, stream, *extra, env=None, timeout=CONSUME_TIMEOUT_S) -> list:
+    """`riffle consume STREAM --format json` until caught up: its records, in output order."""
+    p = subprocess.run(
+        [str(cli_binary()), "consume", stream, "--endpoint", broker.endpoint_url,
+         "--region", REGION, "--format", "json", "--output", "json", *extra],
+        env=env or cli_env(), capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, f"riffle consume exited {p.returncode}; stderr:\n{p.stderr[-4000:]}"
+    return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+
+
+def record_data(r: dict) -> bytes:
+    if "data_base64" in r:
+        return base64.b64decode(r["data_base64"])
+    return r["data"].encode()
+
+
+def kpl_data(i: int) -> bytes:
+    """The data KplPut.java puts as record i."""
+    s = f"kpl-record-{i:08d}-"
+    return (s + "x" * (100 - len(s))).encode()
+
+
+def agg_records(kinesis, stream) -> dict:
+    """{(shard, seq, sub): (pk, data)} for every user record of the stream, read with boto3
+    GetRecords and de-aggregated by aws_kinesis_agg (sub is 0 for a non-aggregated record)."""
+    from test_kpl_aggregation import read_shard, user_records
+
+    out = {}
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        sid = shard["ShardId"]
+        for rec in read_shard(kinesis, stream, sid):
+            for pk, data, sub, _ in user_records(rec):
+                out[(sid, rec["SequenceNumber"], sub or 0)] = (pk, data)
+    return out
+
+
+def run_kpl(java, broker, stream, count, keys, out: Path):
+    host, port = broker.tls.rsplit(":", 1)
+    log = out.with_suffix(".log")
+    args = [java, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-jar", str(KPL_JAR),
+            f"host={host}", f"port={port}", f"stream={stream}", f"count={count}",
+            f"keys={keys}", f"out={out}", f"access_key={ACCESS_KEY}",
+            f"secret_key={SECRET_KEY}", f"region={REGION}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    started = time.monotonic()
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf,
+                                stderr=subprocess.STDOUT, env=env)
+    try:
+        proc.wait(timeout=KPL_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        stop_by_pid(proc)
+    elapsed = time.monotonic() - started
+    text = out.read_text() if out.exists() else ""
+    tail = log.read_text(errors="replace")[-4000:]
+    assert proc.returncode == 0, (f"KPL producer exited {proc.returncode} after {elapsed:.0f}s; "
+                                  f"results tail:\n{text[-2000:]}\nlog tail:\n{tail}")
+    lines = text.splitlines()
+    assert lines and lines[-1].startswith("DONE "), lines[-3:]
+    done = dict(w.split("=") for w in lines[-1].split()[1:])
+    results = {}
+    for line in lines[:-1]:
+        i, shard, seq, attempts = line.split()
+        results[int(i)] = (shard, seq, int(attempts))
+    return results, int(done["put_ms"]), elapsed
+
+
+@pytest.fixture(scope="module")
+def kpl_java():
+    java = shutil.which("java")
+    assert java, "java (17+) is required for the KPL compatibility tests (not found on PATH)"
+    assert KPL_JAR.is_file(), (f"{KPL_JAR} is missing: tests/compat/run.sh builds it "
+                               f"(mvn -q -B package in {KPL_DIR})")
+    return java
+
+
+def test_kpl_to_riffle_kcl(broker, kinesis, kpl_java, tmp_path, stream_name):
+    """The KPL daemon aggregates KPL_RECORDS 100-byte records over 200 keys into a 4-shard
+    stream (HTTPS, SigV4); `riffle consume` de-aggregates exactly those records, once each,
+    in per-key put order, with the sequence numbers the KPL's futures reported."""
+    create_stream(kinesis, stream_name, 4)
+    n, keys = KPL_RECORDS, 200
+    results, put_ms, elapsed = run_kpl(kpl_java, broker, stream_name, n, keys,
+                                       tmp_path / "kpl.txt")
+    print(f"\nKPL: {n} records in {put_ms} ms ({n / max(put_ms, 1) * 1000:.0f} records/s; "
+          f"JVM+daemon {elapsed:.1f}s)")
+    assert len(results) == n
+
+    records = riffle_consume(broker, stream_name)
+    by_index = defaultdict(list)
+    for r in records:
+        data = record_data(r)
+        assert data.startswith(b"kpl-record-"), r
+        by_index[int(data[11:19])].append(r)
+    missing = [i for i in range(n) if i not in by_index]
+    assert not missing, f"{len(missing)} records never read, e.g. {missing[:5]}"
+    dups = {i: rs for i, rs in by_index.items() if len(rs) > 1}
+    assert not dups, f"{len(dups)} records read more than once, e.g. {list(dups.items())[:2]}"
+    assert len(records) == n, f"{len(records)} records read, {n} put"
+    for i, (r,) in by_index.items():
+        assert record_data(r) == kpl_data(i), r
+        assert r["partition_key"] == f"pk-{i % keys}", r
+        shard, seq, _ = results[i]
+        # The KPL's future reports the aggregate's shard and sequence number.
+        assert (r["shard"], r["sequence_number"]) == (shard, seq), (i, r, results[i])
+
+    # The same records, read with boto3 and de-aggregated by aws_kinesis_agg (AWS's Python
+    # de-aggregator): riffle-kcl de-aggregates them identically, (seq, sub) included.
+    reference = agg_records(kinesis, stream_name)
+    assert len(reference) == n
+    mine = {(r["shard"], r["sequence_number"], r["sub_sequence_number"]):
+            (r["partition_key"], record_data(r)) for r in records}
+    assert mine == reference
+
+    # Per key: read in the order the stream holds them, (seq, sub) increasing. That is not
+    # always put order: the KPL daemon itself sometimes places a key's later record before an
+    # earlier one, inside an aggregate and across aggregates (its futures' sequence numbers and
+    # aws_kinesis_agg, above, say the same), so the daemon's inversions are only counted.
+    per_key = defaultdict(list)
+    for r in records:
+        per_key[r["partition_key"]].append(r)
+    inversions = 0
+    for key, rs in per_key.items():
+        pos = [(int(r["sequence_number"]), r["sub_sequence_number"]) for r in rs]
+        assert pos == sorted(pos), f"{key}: not read in (seq, sub) order: {pos[:10]}"
+        idx = [int(record_data(r)[11:19]) for r in rs]
+        inversions += sum(1 for a, b in zip(idx, idx[1:]) if a > b)
+    print(f"KPL: {inversions} adjacent per-key put-order inversions made by the daemon")
+
+    # Really aggregated: many user records per Kinesis record, sub-sequence numbers > 0.
+    kinesis_records = {(r["shard"], r["sequence_number"]) for r in records}
+    print(f"KPL: {len(kinesis_records)} Kinesis records for {n} user records")
+    assert len(kinesis_records) * 10 < n, len(kinesis_records)
+    assert max(r["sub_sequence_number"] for r in records) > 0
+    # Within an aggregate the sub-sequence numbers are 0..k-1, each once.
+    subs = defaultdict(list)
+    for r in records:
+        subs[(r["shard"], r["sequence_number"])].append(r["sub_sequence_number"])
+    for k, s in subs.items():
+        assert sorted(s) == list(range(len(s))), (k, sorted(s)[:10])
