@@ -321,7 +321,8 @@ def last_positions(positions) -> dict:
 def test_lease_table_interop(broker, kinesis, moto, dynamodb, kcl, stream_name, tmp_path):
     """The Java KCL 3.5.1 and a riffle-kcl worker (`riffle consume --group`) take turns on one
     lease table (moto), both on aggregated records (riffle-kpl): each resumes exactly after the
-    other's checkpoints, (sequence, sub-sequence) numbers included, and advances them."""
+    other's checkpoints, (sequence, sub-sequence) numbers included (the Java KCL's inside an
+    aggregate), and advances them."""
     create_stream(kinesis, stream_name, 3)
     app = f"lease-interop-{uuid.uuid4().hex[:8]}"
 
@@ -333,26 +334,42 @@ def test_lease_table_interop(broker, kinesis, moto, dynamodb, kcl, stream_name, 
         assert len(batch) == count
         return batch
 
-    # 1. The Java KCL consumes batch A, checkpoints, and is stopped gracefully.
+    # 1. The Java KCL processes the first LIMIT records of each shard of batch A (the rest
+    #    unprocessed), checkpointing at the last one, and is stopped gracefully. The cut falls
+    #    inside an aggregate: the checkpoint carries a sub-sequence number, and the aggregate's
+    #    later user records are not yet processed.
     a = produce_batch("a", 1200)
     assert len({s for s, _, _ in a}) == 3
-    run1 = kcl(stream_name, app, "polling", worker="java-worker", name="java1")
-    run1.wait_records({(s, q) for s, q, _ in a})
+    limit = 150
+    run1 = kcl(stream_name, app, "polling", worker="java-worker", name="java1",
+               extra=[f"limit={limit}"])
+    run1.wait_for(f"{limit} records of each shard", lambda ls: len(
+        [e for e in ls if e["event"] == "record"]) >= 3 * limit)
+    time.sleep(1)
     code = run1.stop()
     assert_graceful_exit(run1, code)
-    assert kcl_by_position(run1.records()) == a
-    java_cp = wait_lease_positions(dynamodb, app, last_positions(a), timeout=10)
+    done = kcl_by_position(run1.records())
+    order = sorted(a, key=lambda k: (k[0], int(k[1]), k[2]))
+    expected_done = {}
+    for shard in {s for s, _, _ in a}:
+        expected_done.update({k: a[k] for k in [k for k in order if k[0] == shard][:limit]})
+    assert done == expected_done
+    java_cp = wait_lease_positions(dynamodb, app, last_positions(done), timeout=10)
+    mid = [s for s, (q, sub) in java_cp.items() if any(
+        k[0] == s and k[1] == q and k[2] > sub for k in a)]
+    assert mid, f"no checkpoint inside an aggregate: {java_cp}"
+    rest_of_a = {k: v for k, v in a.items() if k not in done}
 
     # 2. Batch B; the riffle-kcl worker takes the Java KCL's leases and resumes after them.
     b = produce_batch("b", 900)
     worker = GroupWorker(broker, moto, stream_name, app, tmp_path / "riffle-group.jsonl")
-    got = worker.wait_count(len(b))
+    got = worker.wait_count(len(rest_of_a) + len(b))
     time.sleep(2)  # anything re-delivered late would show up now
     got = by_position(worker.records())
     again = [k for k in got
              if (int(k[1]), k[2]) <= (int(java_cp[k[0]][0]), java_cp[k[0]][1])]
     assert again == [], f"re-delivered at or before the Java KCL's checkpoint: {again[:5]}"
-    assert got == b
+    assert got == {**rest_of_a, **b}
     riffle_cp = wait_lease_positions(dynamodb, app, last_positions(b))
     for shard, (seq, sub) in riffle_cp.items():
         assert (int(seq), sub) > (int(java_cp[shard][0]), java_cp[shard][1]), shard
