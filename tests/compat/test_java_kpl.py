@@ -373,6 +373,8 @@ def test_lease_table_interop(broker, kinesis, moto, dynamodb, kcl, stream_name, 
     riffle_cp = wait_lease_positions(dynamodb, app, last_positions(b))
     for shard, (seq, sub) in riffle_cp.items():
         assert (int(seq), sub) > (int(java_cp[shard][0]), java_cp[shard][1]), shard
+    owners = {l.get("leaseOwner") for l in leases(dynamodb, app).values()}
+    assert len(owners) == 1 and not owners & {None, "java-worker"}, owners  # riffle-kcl's now
     worker.stop()
     assert worker.proc.returncode == 0, worker.err.read_text(errors="replace")[-4000:]
     wait_lease_positions(dynamodb, app, last_positions(b), timeout=5)
@@ -386,6 +388,8 @@ def test_lease_table_interop(broker, kinesis, moto, dynamodb, kcl, stream_name, 
     assert resumed == riffle_cp, resumed
     theirs = kcl_by_position(run2.records())
     assert theirs == c
+    owners = {l.get("leaseOwner") for l in leases(dynamodb, app).values()}
+    assert owners == {"java-worker-2"}, owners
     code = run2.stop()
     assert_graceful_exit(run2, code)
     wait_lease_positions(dynamodb, app, last_positions(c), timeout=10)
