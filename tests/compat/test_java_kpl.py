@@ -133,7 +133,8 @@ def kpl_java():
 def test_kpl_to_riffle_kcl(broker, kinesis, kpl_java, tmp_path, stream_name):
     """The KPL daemon aggregates KPL_RECORDS 100-byte records over 200 keys into a 4-shard
     stream (HTTPS, SigV4); `riffle consume` de-aggregates exactly those records, once each,
-    in per-key put order, with the sequence numbers the KPL's futures reported."""
+    in (sequence, sub-sequence) order per shard, with the shard and sequence number each KPL
+    future reported and the sub-sequence numbers aws_kinesis_agg reads."""
     create_stream(kinesis, stream_name, 4)
     n, keys = KPL_RECORDS, 200
     results, put_ms, elapsed = run_kpl(kpl_java, broker, stream_name, n, keys,
@@ -172,9 +173,12 @@ def test_kpl_to_riffle_kcl(broker, kinesis, kpl_java, tmp_path, stream_name):
     # always put order: the KPL daemon itself sometimes places a key's later record before an
     # earlier one, inside an aggregate and across aggregates (its futures' sequence numbers and
     # aws_kinesis_agg, above, say the same), so the daemon's inversions are only counted.
-    per_key = defaultdict(list)
+    per_key, per_shard = defaultdict(list), defaultdict(list)
     for r in records:
         per_key[r["partition_key"]].append(r)
+        per_shard[r["shard"]].append((int(r["sequence_number"]), r["sub_sequence_number"]))
+    for shard, pos in per_shard.items():
+        assert pos == sorted(pos), f"{shard} not read in (seq, sub) order"
     inversions = 0
     for key, rs in per_key.items():
         pos = [(int(r["sequence_number"]), r["sub_sequence_number"]) for r in rs]
