@@ -1,7 +1,9 @@
 """Fixtures for the wire-compatibility suite: a real riffle-broker process, a boto3
 Kinesis client pointed at it, and a helper that runs the AWS CLI (v1) against it.
 
-The broker binary comes from $RIFFLE_BROKER_BIN (default: <repo>/target/debug/riffle-broker).
+The broker binary comes from $RIFFLE_BROKER_BIN (default: <repo>/target/debug/riffle-broker),
+the `riffle` CLI (for the tests that run it) from $RIFFLE_CLI_BIN (default:
+<repo>/target/debug/riffle).
 Every broker started here is stopped by its PID: SIGTERM, then SIGKILL after 10 s.
 """
 
@@ -167,6 +169,17 @@ def broker_binary() -> Path:
         pytest.fail(
             f"broker binary {path} not found: build it with `cargo build -p riffle-broker` "
             "or set RIFFLE_BROKER_BIN"
+        )
+    return path
+
+
+def cli_binary() -> Path:
+    """The `riffle` CLI: $RIFFLE_CLI_BIN (default: <repo>/target/debug/riffle)."""
+    path = Path(os.environ.get("RIFFLE_CLI_BIN", REPO / "target" / "debug" / "riffle"))
+    if not path.is_file():
+        pytest.fail(
+            f"CLI binary {path} not found: build it with `cargo build -p riffle-cli` "
+            "or set RIFFLE_CLI_BIN"
         )
     return path
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Wire-compatibility suite: drives the real riffle-broker with boto3, the AWS CLI v1, the
-# JavaScript SDK v3, the Go SDK v2, the Java SDK v2 and the Java KCL.
+# JavaScript SDK v3, the Go SDK v2, the Java SDK v2, the Java KCL and the AWS KPL.
 # Usage: bash tests/compat/run.sh [pytest args...]   (from any directory)
-# The broker binary comes from $RIFFLE_BROKER_BIN (default: <repo>/target/debug/riffle-broker).
+# The broker binary comes from $RIFFLE_BROKER_BIN (default: <repo>/target/debug/riffle-broker),
+# the `riffle` CLI from $RIFFLE_CLI_BIN (default: <repo>/target/debug/riffle).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,6 +47,8 @@ maven_repo="${RIFFLE_MAVEN_REPO:-$HOME/.cache/riffle-maven}"
 (cd "$here/java" && mvn -q -B "-Dmaven.repo.local=$maven_repo" package)
 # The Java KCL suite (test_java_kcl.py) runs a sample KCL application built here.
 (cd "$here/java-kcl" && mvn -q -B "-Dmaven.repo.local=$maven_repo" package)
+# The AWS KPL suite (test_java_kpl.py) runs a KPL producer (Java wrapper + native daemon).
+(cd "$here/java-kpl" && mvn -q -B "-Dmaven.repo.local=$maven_repo" package)
 
 cd "$repo"
 status=0

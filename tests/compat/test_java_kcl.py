@@ -209,7 +209,7 @@ def tls_broker(tmp_path_factory, java):
 class KclApp:
     """One run of the sample KCL application, writing JSON lines to `out`."""
 
-    def __init__(self, java, broker, moto, stream, app, out: Path, retrieval, worker):
+    def __init__(self, java, broker, moto, stream, app, out: Path, retrieval, worker, extra=()):
         self.out = out
         self.log = out.with_suffix(".log")
         trust = []
@@ -226,6 +226,7 @@ class KclApp:
             f"kinesis={broker.endpoint_url}", f"dynamodb={moto}", f"stream={stream}",
             f"app={app}", f"out={out}", f"retrieval={retrieval}", f"worker={worker}",
             f"access_key={ACCESS_KEY}", f"secret_key={SECRET_KEY}", f"region={REGION}",
+            *extra,  # more key=value arguments, e.g. limit=N (see SampleApp)
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         with open(self.log, "ab") as log:
@@ -285,10 +286,10 @@ def kcl(java, broker, moto, tmp_path):
     """Starts KCL app runs; every run is stopped by its PID when the test ends."""
     runs = []
 
-    def start(stream, app, retrieval="fanout", worker=None, name=None, via=None):
+    def start(stream, app, retrieval="fanout", worker=None, name=None, via=None, extra=()):
         out = tmp_path / f"{name or f'run{len(runs)}'}.jsonl"
         run = KclApp(java, via or broker, moto, stream, app, out, retrieval,
-                     worker or f"worker-{uuid.uuid4().hex[:6]}")
+                     worker or f"worker-{uuid.uuid4().hex[:6]}", extra)
         runs.append(run)
         return run
 

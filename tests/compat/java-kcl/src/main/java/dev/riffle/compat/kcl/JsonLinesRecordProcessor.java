@@ -21,14 +21,27 @@ import software.amazon.kinesis.retrieval.kpl.ExtendedSequenceNumber;
  * sub-sequence number, partition key, base64 data), then checkpoints the batch. Lifecycle
  * calls are written as lines too ({@code initialize} with the checkpoint the KCL resumes
  * from, {@code checkpoint}, {@code shard_ended}, {@code lease_lost}, {@code shutdown_requested}).
+ *
+ * <p>With a {@code limit}, only the shard's first {@code limit} records are processed (the rest
+ * are dropped unwritten and uncheckpointed), and a graceful shutdown checkpoints at the last
+ * processed record, (sequence, sub-sequence) number, which can be inside an aggregate.
  */
 final class JsonLinesRecordProcessor implements ShardRecordProcessor {
 
     private final JsonLinesOutput output;
+    private final long limit;
     private String shardId;
+    private long processed;
+    private String lastSeq;
+    private long lastSub;
 
     JsonLinesRecordProcessor(JsonLinesOutput output) {
+        this(output, Long.MAX_VALUE);
+    }
+
+    JsonLinesRecordProcessor(JsonLinesOutput output, long limit) {
         this.output = output;
+        this.limit = limit;
     }
 
     @Override
@@ -45,6 +58,10 @@ final class JsonLinesRecordProcessor implements ShardRecordProcessor {
         String last = null;
         long lastSub = 0;
         for (KinesisClientRecord r : input.records()) {
+            if (processed >= limit) {
+                break;
+            }
+            processed++;
             ByteBuffer data = r.data().asReadOnlyBuffer();
             byte[] bytes = new byte[data.remaining()];
             data.get(bytes);
@@ -58,7 +75,13 @@ final class JsonLinesRecordProcessor implements ShardRecordProcessor {
             lastSub = r.subSequenceNumber();
         }
         if (last != null) {
-            checkpoint(input.checkpointer(), "batch", last, lastSub);
+            lastSeq = last;
+            this.lastSub = lastSub;
+            if (limit == Long.MAX_VALUE) {
+                checkpoint(input.checkpointer(), "batch", last, lastSub);
+            } else {
+                checkpointAt(input.checkpointer(), "batch", last, lastSub);
+            }
         }
     }
 
@@ -76,7 +99,23 @@ final class JsonLinesRecordProcessor implements ShardRecordProcessor {
     @Override
     public void shutdownRequested(ShutdownRequestedInput input) {
         output.event("shutdown_requested", "{\"shard\":" + JsonLinesOutput.quote(shardId) + "}");
-        checkpoint(input.checkpointer(), "shutdown", null, 0);
+        if (limit != Long.MAX_VALUE && lastSeq != null) {
+            checkpointAt(input.checkpointer(), "shutdown", lastSeq, lastSub);
+        } else {
+            checkpoint(input.checkpointer(), "shutdown", null, 0);
+        }
+    }
+
+    /** Checkpoints exactly at (seq, sub). */
+    private void checkpointAt(RecordProcessorCheckpointer checkpointer, String why, String seq, long sub) {
+        String fields = "{\"shard\":" + JsonLinesOutput.quote(shardId) + ",\"why\":" + JsonLinesOutput.quote(why)
+                + ",\"seq\":" + JsonLinesOutput.quote(seq) + ",\"sub\":" + sub;
+        try {
+            checkpointer.checkpoint(seq, sub);
+            output.event("checkpoint", fields + "}");
+        } catch (ShutdownException | InvalidStateException | ThrottlingException e) {
+            output.event("checkpoint_failed", fields + ",\"error\":" + JsonLinesOutput.quote(e.toString()) + "}");
+        }
     }
 
     private void checkpoint(RecordProcessorCheckpointer checkpointer, String why, String seq, long sub) {

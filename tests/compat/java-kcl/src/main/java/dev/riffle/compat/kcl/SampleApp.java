@@ -33,7 +33,7 @@ import software.amazon.kinesis.retrieval.polling.PollingConfig;
  * and a DynamoDB-compatible server (leases), with short timers so tests run fast.
  *
  * <p>Arguments are {@code key=value}: {@code kinesis=URL dynamodb=URL stream=NAME app=NAME
- * out=FILE [retrieval=fanout|polling] [worker=ID] [access_key=..] [secret_key=..]
+ * out=FILE [retrieval=fanout|polling] [worker=ID] [limit=N] [access_key=..] [secret_key=..]
  * [region=us-east-1]}.
  *
  * <p>SIGTERM runs the KCL's graceful shutdown (every processor checkpoints in
@@ -58,6 +58,7 @@ public final class SampleApp {
         String app = required(args, "app");
         String out = required(args, "out");
         String retrieval = args.getOrDefault("retrieval", "fanout");
+        long limit = Long.parseLong(args.getOrDefault("limit", String.valueOf(Long.MAX_VALUE)));
         String worker = args.getOrDefault("worker", "worker-" + ProcessHandle.current().pid());
         Region region = Region.of(args.getOrDefault("region", "us-east-1"));
         StaticCredentialsProvider credentials = StaticCredentialsProvider.create(AwsBasicCredentials.create(
@@ -94,7 +95,7 @@ public final class SampleApp {
         SingleStreamTracker tracker = new SingleStreamTracker(
                 stream, InitialPositionInStreamExtended.newInitialPosition(InitialPositionInStream.TRIM_HORIZON));
         ConfigsBuilder configs = new ConfigsBuilder(
-                tracker, app, kinesis, dynamo, cloudWatch, worker, () -> new JsonLinesRecordProcessor(output));
+                tracker, app, kinesis, dynamo, cloudWatch, worker, () -> new JsonLinesRecordProcessor(output, limit));
 
         LeaseManagementConfig leases = configs.leaseManagementConfig()
                 .failoverTimeMillis(3000L)
