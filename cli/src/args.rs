@@ -265,7 +265,8 @@ pub(crate) struct ProduceArgs {
     /// (line, partition_key, data, error, attempts).
     #[arg(long, value_name = "FILE")]
     pub(crate) failed: Option<PathBuf>,
-    /// How long a record may be retried before it fails, e.g. 30s.
+    /// How long after it was read a record may wait in the buffer and be retried before it
+    /// fails, e.g. 30s (the KPL's `RecordTtl`).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub(crate) record_ttl: std::time::Duration,
     /// Progress line on standard error [default: when standard error is a terminal].

@@ -54,7 +54,19 @@ async fn round_trip(aggregate: bool) {
         .await
         .ok();
 
-    let mut args = vec!["produce", "rt", file.to_str().unwrap(), "--key", "k{line}"];
+    // A debug build on a loaded machine may put only a few thousand unaggregated records a
+    // second, and the file is read faster than that: records wait in the producer's buffer
+    // longer than the default 30 s TTL (which counts from `put`, as the KPL's does). This
+    // test is about the round trip, not the TTL (tests/tests/kpl covers expiry).
+    let mut args = vec![
+        "produce",
+        "rt",
+        file.to_str().unwrap(),
+        "--key",
+        "k{line}",
+        "--record-ttl",
+        "10m",
+    ];
     if !aggregate {
         args.push("--no-aggregate");
     }
