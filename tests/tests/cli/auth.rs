@@ -22,6 +22,11 @@ policies = [{ template = "producer", streams = ["orders"] }]
 name = "checkout"
 policies = [{ template = "producer", streams = ["orders"] }]
 service_accounts = ["team/checkout"]
+
+[[roles]]
+name = "reader"
+policies = [{ template = "consumer", streams = ["orders"] }]
+service_accounts = ["team/reader"]
 "#;
 
 async fn broker(issuer: &Issuer, dir: &std::path::Path) -> TestBroker {
@@ -91,6 +96,44 @@ async fn static_keys_and_web_identity() {
     );
     let r = riffle_env(&ep, &["stream", "describe", "payroll"], &pod).await;
     assert_one_line_error(&r, 1, "AccessDeniedException");
+    // riffle-kpl under the session: `produce` puts through the web-identity chain.
+    let input = dir.path().join("lines.txt");
+    std::fs::write(&input, "alpha\nbeta\ngamma\n").unwrap();
+    let input = input.display().to_string();
+    let r = riffle_env(&ep, &["produce", "orders", &input, "--key", "{line}"], &pod).await;
+    r.ok();
+    let r = riffle_env(&ep, &["produce", "payroll", &input], &pod).await;
+    assert_ne!(r.code, 0, "the producer role may not write payroll: {r:?}");
+    // riffle-kcl under another pod's session: a consumer group with its leases in SQLite.
+    let reader_token = dir.path().join("reader-token");
+    std::fs::write(&reader_token, issuer.token("team", "reader", AUDIENCE, 600)).unwrap();
+    let reader_token = reader_token.display().to_string();
+    let leases = format!("sqlite:{}", dir.path().join("leases.db").display());
+    let reader = [
+        ("AWS_ROLE_ARN", "arn:aws:iam::000000000000:role/reader"),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", reader_token.as_str()),
+        ("AWS_ROLE_SESSION_NAME", "reader-1"),
+        ("AWS_ENDPOINT_URL_STS", ep.as_str()),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let r = riffle_env(
+        &ep,
+        &[
+            "consume",
+            "orders",
+            "--group",
+            "readers",
+            "--lease-store",
+            &leases,
+            "--count",
+            "3",
+        ],
+        &reader,
+    )
+    .await;
+    let mut got: Vec<&str> = r.ok().lines().collect();
+    got.sort();
+    assert_eq!(got, ["alpha", "beta", "gamma"], "{r:?}");
     // A token for a service account the role does not trust: the exchange's refusal shows.
     std::fs::write(&token, issuer.token("team", "intruder", AUDIENCE, 600)).unwrap();
     let r = riffle_env(&ep, &["stream", "describe", "orders"], &pod).await;
