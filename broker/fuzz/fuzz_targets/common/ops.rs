@@ -2,7 +2,9 @@
 //! The match is exhaustive, so an operation added to the broker without being added here
 //! fails the fuzz build (and so CI) instead of going unfuzzed.
 
-use riffle_broker::api::ops::{account, consumers, records, reshard, streams, subscribe, tags};
+use riffle_broker::api::ops::{
+    account, consumers, policies, records, reshard, streams, subscribe, tags,
+};
 use riffle_broker::api::Operation;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
@@ -53,6 +55,8 @@ pub fn with_input(op: Operation, f: &mut impl WithInput) {
         DescribeStreamConsumer | DeregisterStreamConsumer => f.run::<consumers::ConsumerRefInput>(),
         ListStreamConsumers => f.run::<consumers::ListInput>(),
         SubscribeToShard => f.run::<subscribe::SubscribeInput>(),
+        PutResourcePolicy => f.run::<policies::PutInput>(),
+        GetResourcePolicy | DeleteResourcePolicy => f.run::<policies::ResourceInput>(),
     }
 }
 
