@@ -167,6 +167,38 @@ fn workspace_binary(name: &str, env: &str) -> PathBuf {
     bin
 }
 
+/// Polls DescribeStreamSummary with `client` (its own keys, for brokers with authentication
+/// on) until the stream is ACTIVE.
+///
+/// # Panics
+///
+/// Panics if it is not ACTIVE within [`ACTIVE_TIMEOUT`].
+pub async fn wait_active_with(client: &aws_sdk_kinesis::Client, name: &str) {
+    let deadline = Instant::now() + ACTIVE_TIMEOUT;
+    let mut last = None;
+    while Instant::now() < deadline {
+        match client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let status = out
+                    .stream_description_summary()
+                    .map(|s| s.stream_status().clone());
+                if status == Some(StreamStatus::Active) {
+                    return;
+                }
+                last = Some(format!("{status:?}"));
+            }
+            Err(e) => last = Some(format!("{e:?}")),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("stream {name} not ACTIVE after {ACTIVE_TIMEOUT:?}; last: {last:?}");
+}
+
 /// Builder for a [`TestBroker`]; obtain it with [`TestBroker::builder`].
 #[derive(Debug, Default)]
 pub struct TestBrokerBuilder {
@@ -578,30 +610,7 @@ impl TestBroker {
     ///
     /// Panics if it is not ACTIVE within [`ACTIVE_TIMEOUT`].
     pub async fn wait_active(&self, name: &str) {
-        let client = self.client();
-        let deadline = Instant::now() + ACTIVE_TIMEOUT;
-        let mut last = None;
-        while Instant::now() < deadline {
-            match client
-                .describe_stream_summary()
-                .stream_name(name)
-                .send()
-                .await
-            {
-                Ok(out) => {
-                    let status = out
-                        .stream_description_summary()
-                        .map(|s| s.stream_status().clone());
-                    if status == Some(StreamStatus::Active) {
-                        return;
-                    }
-                    last = Some(format!("{status:?}"));
-                }
-                Err(e) => last = Some(format!("{e:?}")),
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("stream {name} not ACTIVE after {ACTIVE_TIMEOUT:?}; last: {last:?}");
+        wait_active_with(&self.client(), name).await;
     }
 
     /// Sends SIGKILL to the broker process and reaps it.

@@ -36,23 +36,7 @@ async fn scoped_reader(mode: RetrievalMode) {
             .expect("create as ops");
     }
     for name in ["orders", "payroll"] {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let s = ops
-                .describe_stream_summary()
-                .stream_name(name)
-                .send()
-                .await
-                .expect("DescribeStreamSummary");
-            let status = s
-                .stream_description_summary()
-                .map(|d| d.stream_status().clone());
-            if status == Some(aws_sdk_kinesis::types::StreamStatus::Active) {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "{name}: {status:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        riffle_tests::wait_active_with(&ops, name).await;
     }
     let data = put_plain(&ops, "orders", "o", 300).await;
 

@@ -35,27 +35,6 @@ async fn producer_as(broker: &TestBroker, key: &str, secret: &str) -> Producer {
     .expect("build producer")
 }
 
-/// Waits (bounded) until `name` is ACTIVE, asking with `client`'s keys.
-async fn wait_active(client: &aws_sdk_kinesis::Client, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = client
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .expect("DescribeStreamSummary");
-        let status = s
-            .stream_description_summary()
-            .map(|d| d.stream_status().clone());
-        if status == Some(aws_sdk_kinesis::types::StreamStatus::Active) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{name} not ACTIVE: {status:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scoped_key_puts_to_its_stream_and_is_refused_elsewhere_at_once() {
     let broker = TestBroker::builder().credentials(CREDENTIALS).start().await;
@@ -69,8 +48,8 @@ async fn a_scoped_key_puts_to_its_stream_and_is_refused_elsewhere_at_once() {
             .await
             .expect("create as ops");
     }
-    wait_active(&ops, "orders").await;
-    wait_active(&ops, "payroll").await;
+    riffle_tests::wait_active_with(&ops, "orders").await;
+    riffle_tests::wait_active_with(&ops, "payroll").await;
 
     let writer = producer_as(&broker, "AKIDKPLWRITER", "kpl-writer-secret").await;
     let mut handles = Vec::new();

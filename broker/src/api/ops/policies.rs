@@ -8,9 +8,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::api::error::ApiError;
-use crate::api::ops::tags::resource;
+use crate::api::ops::tags::{consumer_gone, resource};
 use crate::api::validate::Validator;
-use crate::broker::{Broker, ResourcePolicy, Stream, StreamSettings};
+use crate::broker::{Broker, ResourcePolicy, StreamSettings};
 use crate::error::Error;
 
 /// The largest policy document accepted, in bytes (IAM's limit for resource-based policies
@@ -30,13 +30,6 @@ fn slot<'a>(
             .find(|c| c.name == name)
             .map(|c| &mut c.resource_policy),
     }
-}
-
-fn gone(stream: &Stream, consumer: Option<&str>) -> ApiError {
-    Error::ConsumerNotFound {
-        consumer: format!("{} of stream {}", consumer.unwrap_or_default(), stream.arn),
-    }
-    .into()
 }
 
 fn check_arn(v: &mut Validator, arn: Option<&str>) {
@@ -72,8 +65,8 @@ pub async fn put(broker: Arc<Broker>, input: PutInput) -> Result<(), ApiError> {
     let _control = broker.control().await;
     {
         let mut s = stream.settings.lock();
-        let slot =
-            slot(&mut s, consumer.as_deref()).ok_or_else(|| gone(&stream, consumer.as_deref()))?;
+        let slot = slot(&mut s, consumer.as_deref())
+            .ok_or_else(|| consumer_gone(&stream, consumer.as_deref()))?;
         *slot = Some(policy);
     }
     broker.persist().await?;
@@ -103,8 +96,8 @@ pub async fn get(broker: Arc<Broker>, input: ResourceInput) -> Result<GetOutput,
     v.finish()?;
     let (stream, consumer) = resource(&broker, input.resource_arn.as_deref().unwrap_or_default())?;
     let mut s = stream.settings.lock();
-    let slot =
-        slot(&mut s, consumer.as_deref()).ok_or_else(|| gone(&stream, consumer.as_deref()))?;
+    let slot = slot(&mut s, consumer.as_deref())
+        .ok_or_else(|| consumer_gone(&stream, consumer.as_deref()))?;
     Ok(GetOutput {
         policy: slot
             .as_ref()
@@ -122,8 +115,8 @@ pub async fn delete(broker: Arc<Broker>, input: ResourceInput) -> Result<(), Api
     let _control = broker.control().await;
     {
         let mut s = stream.settings.lock();
-        let slot =
-            slot(&mut s, consumer.as_deref()).ok_or_else(|| gone(&stream, consumer.as_deref()))?;
+        let slot = slot(&mut s, consumer.as_deref())
+            .ok_or_else(|| consumer_gone(&stream, consumer.as_deref()))?;
         if slot.take().is_none() {
             return Err(Error::ResourcePolicyNotFound { arn }.into());
         }

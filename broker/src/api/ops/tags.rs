@@ -48,7 +48,8 @@ fn tag_map<'a>(
     }
 }
 
-fn consumer_gone(stream: &Stream, consumer: Option<&str>) -> ApiError {
+/// ResourceNotFound for a consumer that was deregistered while the request ran.
+pub(crate) fn consumer_gone(stream: &Stream, consumer: Option<&str>) -> ApiError {
     Error::ConsumerNotFound {
         consumer: format!("{} of stream {}", consumer.unwrap_or_default(), stream.arn),
     }
