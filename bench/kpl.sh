@@ -74,6 +74,9 @@ fsync = "always"
 [auth]
 anonymous = true
 
+[control_plane]
+enabled = false
+
 [limits]
 write_bytes_per_second = "off"
 write_records_per_second = "off"

@@ -340,6 +340,9 @@ max_shards_per_stream = 10000
 [storage]
 fsync = "always"
 
+[control_plane]
+enabled = false
+
 [limits]
 write_bytes_per_second = "off"
 write_records_per_second = "off"

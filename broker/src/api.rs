@@ -11,6 +11,7 @@
 pub mod cbor;
 pub mod error;
 pub mod ops;
+pub mod rates;
 pub mod validate;
 pub mod wire;
 
@@ -280,7 +281,42 @@ fn decode_authorized<I: DeserializeOwned + Targeted>(
             authorize(principal, op.name(), &resource, policy.as_deref())?;
         }
     }
+    if broker.rates.limit(op).is_some() {
+        let stream = target_stream(broker, input.target());
+        if !broker.rates.admit(op, stream.as_deref()) {
+            let account = &broker.config.account_id;
+            return Err(Error::LimitExceeded(rates::message(stream.as_deref(), account)).into());
+        }
+    }
     Ok(input)
+}
+
+/// The name of the stream `target` names, if any: what a per-stream rate is counted on
+/// and what its LimitExceededException message names.
+fn target_stream(broker: &Broker, target: Target<'_>) -> Option<String> {
+    let from_arn = |a: &str| {
+        riffle_core::StreamArn::parse(a)
+            .map(|s| s.stream)
+            .or_else(|| riffle_core::ConsumerArn::parse(a).map(|c| c.stream.stream))
+    };
+    match target {
+        Target::Stream { name: Some(n), .. } => Some(n.to_owned()),
+        Target::Stream { arn: Some(a), .. } | Target::Arn(Some(a)) => from_arn(a),
+        Target::Consumer { arn: Some(a), .. } => from_arn(a),
+        Target::Consumer {
+            stream_arn: Some(a),
+            ..
+        } => from_arn(a),
+        Target::Token {
+            stream: Some(s), ..
+        } => Some(s.to_owned()),
+        Target::Token {
+            token: Some(t),
+            iterator: false,
+            ..
+        } => ops::streams::token_stream(broker, t),
+        _ => None,
+    }
 }
 
 async fn run<I, O, F, Fut>(

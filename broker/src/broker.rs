@@ -310,6 +310,8 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// Signs shard iterators.
     pub iterators: IteratorCodec,
+    /// Call rates of the control-plane operations.
+    pub rates: crate::api::rates::ControlPlaneRates,
     data_dir: PathBuf,
     meta: MetaFile,
     iterator_key: [u8; 32],
@@ -364,6 +366,7 @@ impl Broker {
         let broker = Arc::new(Broker {
             metrics: Arc::new(Metrics::new()),
             iterators: IteratorCodec::new(key),
+            rates: crate::api::rates::ControlPlaneRates::new(config.control_plane),
             iterator_key: key,
             meta,
             data_dir,

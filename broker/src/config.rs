@@ -40,6 +40,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Per-shard throughput limits.
     pub limits: LimitsConfig,
+    /// Calls per second of the control-plane operations (per account or per stream).
+    pub control_plane: ControlPlaneLimits,
     /// An optional TLS listener for the Kinesis API.
     pub tls: Option<TlsConfig>,
 }
@@ -326,6 +328,80 @@ impl Default for ShardLimits {
     }
 }
 
+/// Calls per second of the control-plane operations, as Kinesis limits them by default.
+/// Each is "at most this many calls in any one second" (like GetRecords' five), counted
+/// per account or per stream as the field says; a call beyond it gets
+/// `LimitExceededException` ("Rate exceeded for stream … under account …."). Each field
+/// takes a number or "off"; `enabled = false` switches them all off. Operations not listed
+/// here (data-plane calls, retention, monitoring, encryption, account settings, resource
+/// policies) have no call-rate limit of their own.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlPlaneLimits {
+    /// Whether the rates below apply at all.
+    pub enabled: bool,
+    /// CreateStream, per account (Kinesis: 5).
+    pub create_stream: Limit,
+    /// DeleteStream, per account (Kinesis: 5).
+    pub delete_stream: Limit,
+    /// DescribeStream, per account (Kinesis: 10).
+    pub describe_stream: Limit,
+    /// DescribeStreamSummary, per account (Kinesis: 20).
+    pub describe_stream_summary: Limit,
+    /// ListStreams, per account (Kinesis: 5).
+    pub list_streams: Limit,
+    /// ListShards, per stream (Kinesis: 1000).
+    pub list_shards: Limit,
+    /// SplitShard, per account (Kinesis: 5).
+    pub split_shard: Limit,
+    /// MergeShards, per account (Kinesis: 5).
+    pub merge_shards: Limit,
+    /// UpdateShardCount, per account (Kinesis: 10).
+    pub update_shard_count: Limit,
+    /// AddTagsToStream, per account (Kinesis: 5).
+    pub add_tags_to_stream: Limit,
+    /// RemoveTagsFromStream, per account (Kinesis: 5).
+    pub remove_tags_from_stream: Limit,
+    /// ListTagsForStream, per account (Kinesis: 5).
+    pub list_tags_for_stream: Limit,
+    /// RegisterStreamConsumer, per account (Kinesis: 5).
+    pub register_stream_consumer: Limit,
+    /// DescribeStreamConsumer, per stream (Kinesis: 20).
+    pub describe_stream_consumer: Limit,
+    /// DeregisterStreamConsumer, per stream (Kinesis: 5).
+    pub deregister_stream_consumer: Limit,
+    /// ListStreamConsumers, per stream (Kinesis: 5).
+    pub list_stream_consumers: Limit,
+    /// DescribeLimits, per account (Kinesis: 1).
+    pub describe_limits: Limit,
+}
+
+impl Default for ControlPlaneLimits {
+    fn default() -> Self {
+        let n = Limit::PerSecond;
+        ControlPlaneLimits {
+            enabled: true,
+            create_stream: n(5),
+            delete_stream: n(5),
+            describe_stream: n(10),
+            describe_stream_summary: n(20),
+            list_streams: n(5),
+            list_shards: n(1000),
+            split_shard: n(5),
+            merge_shards: n(5),
+            update_shard_count: n(10),
+            add_tags_to_stream: n(5),
+            remove_tags_from_stream: n(5),
+            list_tags_for_stream: n(5),
+            register_stream_consumer: n(5),
+            describe_stream_consumer: n(20),
+            deregister_stream_consumer: n(5),
+            list_stream_consumers: n(5),
+            describe_limits: n(1),
+        }
+    }
+}
+
 /// Per-shard limits: a broker-wide default and overrides per stream name.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -424,6 +500,7 @@ impl Default for Config {
             streams: StreamsConfig::default(),
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
+            control_plane: ControlPlaneLimits::default(),
             tls: None,
         }
     }

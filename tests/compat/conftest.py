@@ -100,6 +100,9 @@ CONFIG_TOML = """\
 [streams]
 status_delay = "50ms"
 
+[control_plane]
+enabled = false
+
 [limits]
 write_bytes_per_second = "off"
 write_records_per_second = "off"

@@ -82,8 +82,8 @@ pub const ACTIVE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The configuration used by [`TestBroker::start`] and by a builder that was
 /// given no config: fast status transitions (50 ms), no fsync, and every
-/// throughput limit switched off so that only tests that ask for limits see
-/// throttling.
+/// throughput limit and control-plane call rate switched off so that only tests
+/// that ask for limits see throttling.
 pub const DEFAULT_CONFIG: &str = r#"
 region = "us-east-1"
 account_id = "000000000000"
@@ -93,6 +93,9 @@ status_delay = "50ms"
 
 [storage]
 fsync = "never"
+
+[control_plane]
+enabled = false
 
 [limits]
 write_bytes_per_second = "off"

@@ -220,6 +220,8 @@ account_id = "000000000000"
 status_delay = "50ms"
 [storage]
 fsync = "never"
+[control_plane]
+enabled = false
 [limits]
 write_bytes_per_second = "off"
 write_records_per_second = "off"

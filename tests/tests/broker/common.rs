@@ -15,13 +15,22 @@ pub(crate) use riffle_tests::{cmp_seq, stream_arn, TestBroker};
 /// 2^128 - 1, the largest hash key.
 pub(crate) const MAX_HASH: u128 = u128::MAX;
 
-/// A config like the harness default but with extra TOML lines appended to
-/// the `[streams]` table and an explicit `[limits]` table body.
+/// A config like the harness default (control-plane call rates off) but with extra
+/// TOML lines appended to the `[streams]` table and an explicit `[limits]` table body.
 pub(crate) fn config(streams_extra: &str, storage: &str, limits: &str) -> String {
     format!(
         "region = \"us-east-1\"\naccount_id = \"000000000000\"\n\n\
-         [streams]\n{streams_extra}\n\n[storage]\n{storage}\n\n[limits]\n{limits}\n"
+         [streams]\n{streams_extra}\n\n[storage]\n{storage}\n\n\
+         [control_plane]\nenabled = false\n\n[limits]\n{limits}\n"
     )
+}
+
+/// `config` (made by [`config`]) with the control-plane call rates on, at their defaults
+/// changed by `body` (lines of the `[control_plane]` table).
+pub(crate) fn with_control_plane(config: String, body: &str) -> String {
+    let off = "[control_plane]\nenabled = false\n";
+    assert!(config.contains(off), "not a config made by config()");
+    config.replacen(off, &format!("[control_plane]\n{body}\n"), 1)
 }
 
 /// All four per-shard limits switched off (a `[limits]` table body).

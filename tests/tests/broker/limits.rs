@@ -526,3 +526,177 @@ async fn request_size_limits_are_configurable_per_stream() {
         .expect_err("501 records over Kinesis's 500");
     validation(&err, "Member must have length less than or equal to 500");
 }
+
+/// A broker with the control-plane call rates at Kinesis's defaults, changed by `body`.
+async fn rated_broker(body: &str) -> TestBroker {
+    TestBroker::builder()
+        .config_toml(with_control_plane(
+            config("status_delay = \"50ms\"", "fsync = \"never\"", LIMITS_OFF),
+            body,
+        ))
+        .start()
+        .await
+}
+
+/// The code, message and HTTP status of a failed call.
+fn limit_error<T: std::fmt::Debug, E>(
+    res: Result<T, aws_sdk_kinesis::error::SdkError<E, aws_sdk_kinesis::config::http::HttpResponse>>,
+) -> (String, String, u16)
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let err = res.expect_err("the call is refused");
+    let status = err.raw_response().map_or(0, |r| r.status().as_u16());
+    (
+        err.code().unwrap_or_default().to_owned(),
+        err.message().unwrap_or_default().to_owned(),
+        status,
+    )
+}
+
+const RATE_ACCOUNT: &str = "Rate exceeded for account 000000000000.";
+
+fn rate_stream(stream: &str) -> String {
+    format!("Rate exceeded for stream {stream} under account 000000000000.")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_stream_over_ten_per_second_per_account_is_limit_exceeded() {
+    let broker = rated_broker("").await;
+    broker.create_stream("a", 1).await;
+    broker.create_stream("b", 1).await;
+    let client = broker.client();
+    // Let the window of the waits' own DescribeStreamSummary calls and the creations pass.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let start = Instant::now();
+    let mut admitted = 0;
+    let refused = loop {
+        // Alternating streams: the rate is the account's, not each stream's.
+        let name = if admitted % 2 == 0 { "a" } else { "b" };
+        let res = client.describe_stream().stream_name(name).send().await;
+        if res.is_err() {
+            break (name, limit_error(res));
+        }
+        admitted += 1;
+        assert!(admitted <= 40, "40 calls in {:?} and none refused", start.elapsed());
+    };
+    let elapsed = start.elapsed();
+    let (stream, (code, message, status)) = refused;
+    assert_eq!((code.as_str(), status), ("LimitExceededException", 400));
+    assert_eq!(message, rate_stream(stream));
+    if elapsed < Duration::from_millis(900) {
+        assert_eq!(admitted, 10, "{admitted} admitted within {elapsed:?}");
+    } else {
+        assert!(admitted >= 10, "{admitted} admitted within {elapsed:?}");
+    }
+    // Another operation has its own budget (DescribeStreamSummary: 20); a second later
+    // DescribeStream is admitted again.
+    client
+        .describe_stream_summary()
+        .stream_name("a")
+        .send()
+        .await
+        .expect("another operation");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client
+        .describe_stream()
+        .stream_name("a")
+        .send()
+        .await
+        .expect("after a second");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_streams_and_describe_limits_are_counted_per_account() {
+    let broker = rated_broker("").await;
+    let client = broker.client();
+    let start = Instant::now();
+    for _ in 0..5 {
+        client.list_streams().send().await.expect("five in a second");
+    }
+    let res = client.list_streams().send().await;
+    if start.elapsed() < Duration::from_millis(900) {
+        assert_eq!(
+            limit_error(res),
+            ("LimitExceededException".into(), RATE_ACCOUNT.into(), 400)
+        );
+    }
+    // DescribeLimits: one per second.
+    let start = Instant::now();
+    client.describe_limits().send().await.expect("the first");
+    let res = client.describe_limits().send().await;
+    if start.elapsed() < Duration::from_millis(900) {
+        assert_eq!(
+            limit_error(res),
+            ("LimitExceededException".into(), RATE_ACCOUNT.into(), 400)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_operations_are_counted_per_stream() {
+    let broker = rated_broker("").await;
+    broker.create_stream("a", 1).await;
+    broker.create_stream("b", 1).await;
+    let client = broker.client();
+    let start = Instant::now();
+    for _ in 0..5 {
+        client
+            .list_stream_consumers()
+            .stream_arn(stream_arn("a"))
+            .send()
+            .await
+            .expect("five in a second");
+    }
+    let res = client
+        .list_stream_consumers()
+        .stream_arn(stream_arn("a"))
+        .send()
+        .await;
+    if start.elapsed() < Duration::from_millis(900) {
+        assert_eq!(
+            limit_error(res),
+            ("LimitExceededException".into(), rate_stream("a"), 400)
+        );
+    }
+    // Stream b has a budget of its own.
+    for _ in 0..5 {
+        client
+            .list_stream_consumers()
+            .stream_arn(stream_arn("b"))
+            .send()
+            .await
+            .expect("another stream");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_create_stream_creates_nothing_and_rates_are_configurable() {
+    // CreateStream lowered to one per second; DescribeStream switched off.
+    let broker = rated_broker("create_stream = 1\ndescribe_stream = \"off\"").await;
+    let client = broker.client();
+    client
+        .create_stream()
+        .stream_name("first")
+        .shard_count(1)
+        .send()
+        .await
+        .expect("the first");
+    let res = client
+        .create_stream()
+        .stream_name("second")
+        .shard_count(1)
+        .send()
+        .await;
+    assert_eq!(
+        limit_error(res),
+        ("LimitExceededException".into(), rate_stream("second"), 400)
+    );
+    for _ in 0..30 {
+        let res = client.describe_stream().stream_name("second").send().await;
+        assert_eq!(
+            assert_code(res, "ResourceNotFoundException"),
+            "Stream second under account 000000000000 not found."
+        );
+    }
+}

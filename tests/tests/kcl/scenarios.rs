@@ -434,7 +434,8 @@ async fn splits_and_merges_during_consumption_parents_before_children_fan_out() 
 async fn fan_out_resubscribes_from_the_continuation_when_a_subscription_ends() {
     let cfg = "region = \"us-east-1\"\naccount_id = \"000000000000\"\n\
         [streams]\nstatus_delay = \"50ms\"\nsubscription_lifetime = \"1s\"\n\
-        subscription_heartbeat = \"200ms\"\n[storage]\nfsync = \"never\"\n";
+        subscription_heartbeat = \"200ms\"\n[storage]\nfsync = \"never\"\n\
+        [control_plane]\nenabled = false\n";
     let broker = TestBroker::builder().config_toml(cfg).start().await;
     broker.create_stream("short", 1).await;
     let client = broker.client();

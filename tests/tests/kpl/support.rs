@@ -26,7 +26,8 @@ pub(crate) async fn producer(broker: &TestBroker, config: Config) -> Producer {
 pub(crate) fn config_with_limits(limits: &str) -> String {
     format!(
         "region = \"us-east-1\"\naccount_id = \"000000000000\"\n\n[streams]\nstatus_delay = \"50ms\"\n\n\
-         [storage]\nfsync = \"never\"\n\n[limits]\n{limits}\n"
+         [storage]\nfsync = \"never\"\n\n\
+         [control_plane]\nenabled = false\n\n[limits]\n{limits}\n"
     )
 }
 

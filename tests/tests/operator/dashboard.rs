@@ -28,6 +28,8 @@ account_id = "000000000000"
 status_delay = "50ms"
 [storage]
 fsync = "never"
+[control_plane]
+enabled = false
 [limits.streams.dash]
 write_records_per_second = 50
 get_records_per_second = 5
