@@ -56,6 +56,11 @@ put("segment", "index", b"\x00" + idx + struct.pack("<I", zlib.crc32(idx)))
 put("segment", "body", b"\x01" + b)
 put("segment", "body_bad_count", b"\x01" + struct.pack("<QqI", 0, 0, 3) + struct.pack("<HI", 1, 0xFFFFFFFF) + b"k")
 put("segment", "index_body", b"\x02" + idx[8:])
+# A sealed body (count with the top bit, key id, nonce, forged ciphertext and tag) and an
+# authentic sealed batch's plaintext (mode 3: count, then the records section).
+put("segment", "sealed_body", b"\x01" + struct.pack("<QqIH", 7, 1700000000000, 0x80000002, 12)
+    + b"alias/orders" + bytes(12) + bytes(range(48)))
+put("segment", "sealed_plain", b"\x03" + struct.pack("<I", 3) + body(7, 0, recs)[20:])
 
 # --- segment_roundtrip: arbitrary-derived, any bytes work -------------------------------
 put("segment_roundtrip", "small", bytes([2, 3, 0, 1, 2, 1, 9, 9, 1, 7, 0, 0, 0, 0, 0, 0, 0, 1]) + b"partitionkeydata" * 4)

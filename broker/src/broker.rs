@@ -230,6 +230,8 @@ pub struct Stream {
     pub limits: ShardLimits,
     /// Mutable settings.
     pub settings: Mutex<StreamSettings>,
+    /// The keys its shards seal and open batches with (encryption at rest).
+    pub keys: Arc<crate::encryption::StreamKeys>,
     /// Its shards.
     pub shards: tokio::sync::RwLock<ShardMap>,
 }
@@ -312,6 +314,8 @@ pub struct Broker {
     pub iterators: IteratorCodec,
     /// Call rates of the control-plane operations.
     pub rates: crate::api::rates::ControlPlaneRates,
+    /// Master keys for encryption at rest.
+    pub keys: Arc<crate::encryption::KeyRing>,
     data_dir: PathBuf,
     meta: MetaFile,
     iterator_key: [u8; 32],
@@ -362,11 +366,15 @@ impl Broker {
             Some(k) => key = k,
             None => rand::thread_rng().fill_bytes(&mut key),
         }
+        let keys = Arc::new(
+            crate::encryption::KeyRing::open(&config.encryption).map_err(|e| anyhow::anyhow!(e))?,
+        );
         let cancel = CancellationToken::new();
         let broker = Arc::new(Broker {
             metrics: Arc::new(Metrics::new()),
             iterators: IteratorCodec::new(key),
             rates: crate::api::rates::ControlPlaneRates::new(config.control_plane),
+            keys: keys.clone(),
             iterator_key: key,
             meta,
             data_dir,
@@ -382,6 +390,10 @@ impl Broker {
             clock,
             config,
         });
+        broker.tasks.spawn(keys.watch(
+            broker.config.encryption.reload_interval,
+            broker.cancel.clone(),
+        ));
         if let Some(doc) = doc {
             for s in doc.streams {
                 let stream = broker.restore_stream(s).await?;
@@ -451,6 +463,12 @@ impl Broker {
             created_ms,
             arn: self.stream_arn(name),
             limits: self.config.limits.for_stream(name),
+            keys: Arc::new(crate::encryption::StreamKeys::new(
+                self.keys.clone(),
+                uid,
+                name,
+                settings.kms_key_id.as_deref(),
+            )),
             settings: Mutex::new(settings),
             shards: tokio::sync::RwLock::new(ShardMap::default()),
         })
@@ -508,6 +526,7 @@ impl Broker {
         let (log, writer) = tokio::task::spawn_blocking(move || Log::open(&dir, opts))
             .await
             .map_err(io::Error::other)??;
+        log.set_keys(stream.keys.clone());
         let metrics = self.metrics.shard(&stream.name, &spec.id.to_string());
         let opts = WriterOptions {
             limits: stream.limits,

@@ -44,6 +44,8 @@ pub struct Config {
     pub control_plane: ControlPlaneLimits,
     /// An optional TLS listener for the Kinesis API.
     pub tls: Option<TlsConfig>,
+    /// Keys for encryption at rest (StartStreamEncryption).
+    pub encryption: crate::encryption::EncryptionConfig,
 }
 
 /// Connection limits and timeouts: what a slow, stalled or hostile client can hold.
@@ -502,6 +504,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             control_plane: ControlPlaneLimits::default(),
             tls: None,
+            encryption: crate::encryption::EncryptionConfig::default(),
         }
     }
 }

@@ -88,6 +88,9 @@ pub enum Error {
     /// A pagination token that has expired or was not issued by this broker.
     #[error("{0}")]
     ExpiredNextToken(String),
+    /// Encryption at rest: a key is missing, or does not open what was sealed with it.
+    #[error(transparent)]
+    Seal(#[from] crate::storage::SealError),
     /// The log could not be read or written. The request fails with InternalFailure and
     /// the condition is logged for an operator.
     #[error("storage failure")]

@@ -11,6 +11,7 @@
 //! - [`iterator`]: signed, expiring shard iterators.
 //! - [`storage`]: per-shard segmented logs and the metadata file.
 //! - [`tls`]: the optional TLS listener (ALPN h2 and http/1.1).
+//! - [`encryption`]: encryption at rest: the key ring and each stream's keys.
 //! - [`budget`]: the in-flight memory budget requests draw on as their bytes arrive.
 //! - [`limits`], [`metrics`], [`config`], [`clock`], [`error`]: supporting pieces.
 
@@ -20,6 +21,7 @@ pub mod broker;
 pub mod budget;
 pub mod clock;
 pub mod config;
+pub mod encryption;
 pub mod error;
 pub mod iterator;
 pub mod limits;

@@ -103,6 +103,10 @@ status_delay = "50ms"
 [control_plane]
 enabled = false
 
+# A test key under the id of AWS's managed key, for StartStreamEncryption (test_java_sdk.py).
+[encryption.keys]
+"alias/aws/kinesis" = "6b696e657369732d746573742d6b65792d6e6f742d612d7265616c2d6b657921"
+
 [limits]
 write_bytes_per_second = "off"
 write_records_per_second = "off"

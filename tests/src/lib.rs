@@ -97,6 +97,10 @@ fsync = "never"
 [control_plane]
 enabled = false
 
+# A test key under the id of AWS's managed key, for StartStreamEncryption.
+[encryption.keys]
+"alias/aws/kinesis" = "6b696e657369732d746573742d6b65792d6e6f742d612d7265616c2d6b657921"
+
 [limits]
 write_bytes_per_second = "off"
 write_records_per_second = "off"

@@ -16,6 +16,8 @@ mod control_plane;
 mod data_plane;
 #[path = "broker/durability.rs"]
 mod durability;
+#[path = "broker/encryption.rs"]
+mod encryption;
 #[path = "broker/fanout.rs"]
 mod fanout;
 #[path = "broker/hardening.rs"]

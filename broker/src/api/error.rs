@@ -201,10 +201,48 @@ fn domain(e: &Error, account: &str) -> (&'static str, Option<String>, StatusCode
             bad,
         ),
         Error::ExpiredNextToken(m) => ("ExpiredNextTokenException", Some(m.clone()), bad),
+        Error::Seal(e) => seal_error(e),
+        Error::Storage(io)
+            if io
+                .get_ref()
+                .is_some_and(|e| e.is::<crate::storage::SealError>()) =>
+        {
+            let e = io
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<crate::storage::SealError>())
+                .expect("checked above");
+            seal_error(e)
+        }
         Error::Storage(io) => {
             tracing::error!(error = %io, "storage failure while serving a request");
             ("InternalFailure", None, StatusCode::INTERNAL_SERVER_ERROR)
         }
+    }
+}
+
+/// Encryption-at-rest failures as the KMS exceptions Kinesis clients know: a key the
+/// broker does not have is `KMSNotFoundException`, a key that does not open the records
+/// sealed under its id is `KMSAccessDeniedException`. HTTP 400, as for every KMS error.
+fn seal_error(e: &crate::storage::SealError) -> (&'static str, Option<String>, StatusCode) {
+    use crate::storage::SealError;
+    let bad = StatusCode::BAD_REQUEST;
+    match e {
+        SealError::MissingKey { key_id } => (
+            "KMSNotFoundException",
+            Some(format!(
+                "Key {key_id} is not found: the broker's key ring (encryption.key_file, \
+                 encryption.keys) has no key of this id."
+            )),
+            bad,
+        ),
+        SealError::WrongKey { key_id } => (
+            "KMSAccessDeniedException",
+            Some(format!(
+                "Records encrypted under key {key_id} cannot be decrypted with the key the \
+                 broker has under that id: it is not the key they were encrypted with."
+            )),
+            bad,
+        ),
     }
 }
 

@@ -14,16 +14,17 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use super::segment::{
-    decode_frame, decode_header, decode_index, encode_batch, encode_header, encode_index, Frame,
-    IndexEntry, SealedIndex, SEGMENT_HEADER_LEN,
+    decode_frame, decode_header, decode_index, encode_batch, encode_header, encode_index,
+    encode_sealed_batch, Frame, IndexEntry, SealedIndex, NONCE_LEN, SEGMENT_HEADER_LEN,
 };
+use super::{Keys, SealError};
 use crate::config::FsyncPolicy;
 
 /// Settings for one log.
@@ -48,6 +49,8 @@ pub struct StoredRecord {
     pub partition_key: Bytes,
     /// The record's data.
     pub data: Bytes,
+    /// Whether it was stored encrypted (in a sealed batch).
+    pub encrypted: bool,
 }
 
 /// The answer to a read.
@@ -101,6 +104,9 @@ pub struct Log {
     disk_bytes: AtomicU64,
     /// Announces every new committed position (for push consumers and long polls).
     notify: watch::Sender<u64>,
+    /// Where sealed batches get their keys; without it every batch is written in the
+    /// clear and a sealed one cannot be read.
+    keys: OnceLock<Arc<dyn Keys>>,
 }
 
 /// The appending side of a shard's log. Exactly one exists per log.
@@ -174,7 +180,7 @@ fn scan_segment(file: &File, base: u64, file_len: u64, interval: u64) -> io::Res
                     since_index += len as u64;
                     scan.first_ts.get_or_insert(batch.timestamp_ms);
                     scan.last_ts = Some(batch.timestamp_ms);
-                    scan.end = batch.base + batch.records.len() as u64;
+                    scan.end = batch.base + u64::from(batch.count);
                     at += len;
                     scan.valid_len = offset + at as u64;
                     progressed = true;
@@ -389,6 +395,7 @@ impl Log {
             committed: AtomicU64::new(next),
             disk_bytes: AtomicU64::new(disk),
             notify,
+            keys: OnceLock::new(),
         });
         let writer = LogWriter {
             log: log.clone(),
@@ -426,6 +433,33 @@ impl Log {
     /// A receiver that sees every new committed end position.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.notify.subscribe()
+    }
+
+    /// Gives the log its keys (once, before the first append or read of a sealed batch):
+    /// new batches are then sealed while `keys` names a sealing key, and sealed batches
+    /// are opened with the key their id names.
+    pub fn set_keys(&self, keys: Arc<dyn Keys>) {
+        let _ = self.keys.set(keys);
+    }
+
+    /// The records of a batch, decrypted if it is sealed.
+    fn open_batch(
+        &self,
+        batch: super::segment::Batch,
+    ) -> io::Result<Vec<super::segment::DecodedRecord>> {
+        let Some(sealed) = &batch.sealed else {
+            return Ok(batch.records);
+        };
+        let key_id = sealed.key_id.clone();
+        let keys = self.keys.get().ok_or_else(|| {
+            io::Error::other(SealError::MissingKey {
+                key_id: key_id.clone(),
+            })
+        })?;
+        let cipher = keys.opening(&key_id).map_err(io::Error::other)?;
+        batch
+            .open(&cipher)
+            .map_err(|_| io::Error::other(SealError::WrongKey { key_id }))
     }
 
     /// Reads up to `max_records` records (and about `max_bytes` of data: the first record is
@@ -498,13 +532,25 @@ impl Log {
                     match decode_frame(&buf.slice(at..)) {
                         Frame::Batch { batch, len } => {
                             at += len;
-                            let batch_end = batch.base + batch.records.len() as u64;
+                            let batch_end = batch.base + u64::from(batch.count);
                             if batch_end <= pos || batch.timestamp_ms < min_ts {
                                 pos = pos.max(batch_end);
                                 continue;
                             }
-                            for (k, r) in batch.records.into_iter().enumerate() {
-                                let p = batch.base + k as u64;
+                            let encrypted = batch.sealed.is_some();
+                            let (base, timestamp_ms) = (batch.base, batch.timestamp_ms);
+                            let records = match self.open_batch(batch) {
+                                Ok(records) => records,
+                                // What was read before a batch that does not open is
+                                // answered; the next read starts at it and gets the error.
+                                Err(_) if !out.records.is_empty() => {
+                                    done = true;
+                                    break;
+                                }
+                                Err(e) => return Err(e),
+                            };
+                            for (k, r) in records.into_iter().enumerate() {
+                                let p = base + k as u64;
                                 if p < pos {
                                     continue;
                                 }
@@ -517,9 +563,10 @@ impl Log {
                                 bytes += r.data.len();
                                 out.records.push(StoredRecord {
                                     position: p,
-                                    timestamp_ms: batch.timestamp_ms,
+                                    timestamp_ms,
                                     partition_key: r.partition_key,
                                     data: r.data,
+                                    encrypted,
                                 });
                                 pos = p + 1;
                             }
@@ -671,8 +718,23 @@ impl LogWriter {
         let ts = timestamp_ms.max(self.last_ts);
         let base = self.next;
         self.buf.clear();
-        let len = encode_batch(base, ts, records, &mut self.buf) as u64;
-        let count = u32::from_le_bytes(self.buf[24..28].try_into().expect("count")) as u64;
+        let sealing = match self.log.keys.get() {
+            Some(keys) => keys.sealing().map_err(io::Error::other)?,
+            None => None,
+        };
+        let len = match sealing {
+            None => encode_batch(base, ts, records, &mut self.buf),
+            Some((key_id, cipher)) => {
+                // A random 96-bit nonce per batch under a per-stream key.
+                let mut nonce = [0u8; NONCE_LEN];
+                rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut nonce);
+                encode_sealed_batch(base, ts, records, &key_id, &cipher, nonce, &mut self.buf)
+            }
+        } as u64;
+        let count = u64::from(
+            u32::from_le_bytes(self.buf[24..28].try_into().expect("count"))
+                & !super::segment::SEALED_FLAG,
+        );
         if let Err(e) = self.file.write_all(&self.buf) {
             // Leave no partial batch behind: cut the file back to the last good length.
             let _ = self.file.set_len(self.len);

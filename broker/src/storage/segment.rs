@@ -9,6 +9,18 @@
 //!          then per record: partition key length u16 LE | data length u32 LE | key | data
 //! ```
 //!
+//! A *sealed* batch (written while its stream is encrypted) has the top bit of the record
+//! count set, and instead of the records:
+//!
+//! ```text
+//!          key id length u16 LE | key id (UTF-8) | nonce (12 bytes)
+//!          | AES-256-GCM ciphertext of the records, as above, with its 16-byte tag
+//! ```
+//!
+//! The associated data is everything in the body before the nonce, so a sealed batch moved
+//! to another position or key id does not open. Base, time and count stay in the clear:
+//! recovery and indexing need no key.
+//!
 //! Invariants: batches are contiguous; the first batch's base position equals the header's;
 //! each batch's base is the previous batch's base plus its count; arrival times never
 //! decrease. A batch is one group commit: it is written with one `write` and is either wholly
@@ -21,6 +33,8 @@
 //! | end position u64 | byte length u64 | CRC-32 of everything before it, u32
 //! ```
 
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
 use bytes::Bytes;
 
 /// Segment file magic.
@@ -37,6 +51,12 @@ pub const BODY_HEADER_LEN: usize = 20;
 pub const RECORD_HEADER_LEN: usize = 6;
 /// Largest body accepted when decoding (guards allocations against corrupt lengths).
 pub const MAX_BODY_LEN: usize = 64 * 1024 * 1024;
+/// The record-count bit that marks a sealed batch.
+pub const SEALED_FLAG: u32 = 1 << 31;
+/// Bytes of a sealed batch's nonce.
+pub const NONCE_LEN: usize = 12;
+/// Bytes of a sealed batch's authentication tag.
+pub const TAG_LEN: usize = 16;
 
 /// One record inside a decoded batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,8 +74,63 @@ pub struct Batch {
     pub base: u64,
     /// Arrival time of every record in the batch, ms since the epoch.
     pub timestamp_ms: i64,
-    /// The records, in position order.
+    /// Records in the batch.
+    pub count: u32,
+    /// The records, in position order (empty while the batch is sealed).
     pub records: Vec<DecodedRecord>,
+    /// The encrypted records of a sealed batch, opened with [`Batch::open`].
+    pub sealed: Option<Sealed>,
+}
+
+/// The encrypted part of a sealed batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// The key id the batch was sealed under (as the key ring names it).
+    pub key_id: String,
+    /// Its nonce.
+    pub nonce: [u8; NONCE_LEN],
+    /// Ciphertext and tag.
+    pub ciphertext: Bytes,
+}
+
+/// A sealed batch did not open: the key is not the one it was sealed with, or the bytes
+/// were altered (AES-GCM cannot tell the two apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenFailed;
+
+impl Batch {
+    /// The records of a sealed batch, decrypted with `cipher` (the key its `key_id`
+    /// names); a plain batch's records as they are.
+    pub fn open(self, cipher: &Aes256Gcm) -> Result<Vec<DecodedRecord>, OpenFailed> {
+        let Some(sealed) = &self.sealed else {
+            return Ok(self.records);
+        };
+        let aad = sealed_aad(self.base, self.timestamp_ms, self.count, &sealed.key_id);
+        let plain = cipher
+            .decrypt(
+                Nonce::from_slice(&sealed.nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| OpenFailed)?;
+        let plain = Bytes::from(plain);
+        // Authentic bytes that do not parse cannot come from this encoder; treat them as
+        // a failure to open rather than panic or return garbage.
+        parse_records(&plain, 0, plain.len(), self.count as usize).map_err(|_| OpenFailed)
+    }
+}
+
+/// The body bytes a sealed batch authenticates: its header and key id.
+fn sealed_aad(base: u64, timestamp_ms: i64, count: u32, key_id: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(BODY_HEADER_LEN + 2 + key_id.len());
+    aad.extend_from_slice(&base.to_le_bytes());
+    aad.extend_from_slice(&timestamp_ms.to_le_bytes());
+    aad.extend_from_slice(&(count | SEALED_FLAG).to_le_bytes());
+    aad.extend_from_slice(&(key_id.len() as u16).to_le_bytes());
+    aad.extend_from_slice(key_id.as_bytes());
+    aad
 }
 
 /// What [`decode_frame`] found at the start of a buffer.
@@ -100,7 +175,84 @@ where
         out.extend_from_slice(data);
         count += 1;
     }
+    debug_assert!(count < SEALED_FLAG, "batches are bounded by the body size");
     out[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
+    let body = &out[start + FRAME_HEADER_LEN..];
+    let body_len = body.len() as u32;
+    let crc = crc32fast::hash(body);
+    out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    out.len() - start
+}
+
+/// Appends the encoding of a batch sealed under `key_id` with `cipher` and `nonce` (which
+/// must never repeat under one key). Returns the number of bytes written.
+pub fn encode_sealed_batch<'a, I>(
+    base: u64,
+    timestamp_ms: i64,
+    records: I,
+    key_id: &str,
+    cipher: &Aes256Gcm,
+    nonce: [u8; NONCE_LEN],
+    out: &mut Vec<u8>,
+) -> usize
+where
+    I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+{
+    let mut plain = Vec::new();
+    let mut count = 0u32;
+    for (key, data) in records {
+        plain.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        plain.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        plain.extend_from_slice(key);
+        plain.extend_from_slice(data);
+        count += 1;
+    }
+    let sealed = seal(base, timestamp_ms, count, key_id, cipher, nonce, &plain);
+    encode_sealed_frame(base, timestamp_ms, count, &sealed, out)
+}
+
+/// Encrypts `plain`, the records section of a batch of `count` records, as the sealed
+/// part of that batch.
+pub fn seal(
+    base: u64,
+    timestamp_ms: i64,
+    count: u32,
+    key_id: &str,
+    cipher: &Aes256Gcm,
+    nonce: [u8; NONCE_LEN],
+    plain: &[u8],
+) -> Sealed {
+    let aad = sealed_aad(base, timestamp_ms, count, key_id);
+    let ciphertext = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plain,
+                aad: &aad,
+            },
+        )
+        .expect("AES-GCM encrypts any batch the log accepts");
+    Sealed {
+        key_id: key_id.to_owned(),
+        nonce,
+        ciphertext: Bytes::from(ciphertext),
+    }
+}
+
+/// Appends the frame of an already sealed batch (what [`decode_frame`] returned).
+pub fn encode_sealed_frame(
+    base: u64,
+    timestamp_ms: i64,
+    count: u32,
+    sealed: &Sealed,
+    out: &mut Vec<u8>,
+) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+    out.extend_from_slice(&sealed_aad(base, timestamp_ms, count, &sealed.key_id));
+    out.extend_from_slice(&sealed.nonce);
+    out.extend_from_slice(&sealed.ciphertext);
     let body = &out[start + FRAME_HEADER_LEN..];
     let body_len = body.len() as u32;
     let crc = crc32fast::hash(body);
@@ -142,42 +294,100 @@ pub fn decode_frame(buf: &Bytes) -> Frame {
     }
     let base = u64_at(body, 0);
     let timestamp_ms = u64_at(body, 8) as i64;
-    let count = u32_at(body, 16) as usize;
+    let raw_count = u32_at(body, 16);
+    if raw_count & SEALED_FLAG != 0 {
+        return decode_sealed(body, base, timestamp_ms, raw_count & !SEALED_FLAG, total);
+    }
+    let count = raw_count as usize;
     // Every record takes at least its header, which bounds `count` by the body size.
     if count > (body_len - BODY_HEADER_LEN) / RECORD_HEADER_LEN {
         return Frame::Corrupt("record count exceeds body");
     }
-    let mut records = Vec::with_capacity(count);
-    let mut at = FRAME_HEADER_LEN + BODY_HEADER_LEN;
-    for _ in 0..count {
-        if at + RECORD_HEADER_LEN > total {
-            return Frame::Corrupt("record header past body");
-        }
-        let key_len = u16::from_le_bytes([buf[at], buf[at + 1]]) as usize;
-        let data_len = u32_at(buf, at + 2) as usize;
-        let key_at = at + RECORD_HEADER_LEN;
-        let data_at = key_at + key_len;
-        let end = data_at.saturating_add(data_len);
-        if end > total {
-            return Frame::Corrupt("record past body");
-        }
-        records.push(DecodedRecord {
-            partition_key: buf.slice(key_at..data_at),
-            data: buf.slice(data_at..end),
-        });
-        at = end;
+    match parse_records(buf, FRAME_HEADER_LEN + BODY_HEADER_LEN, total, count) {
+        Ok(records) => Frame::Batch {
+            batch: Batch {
+                base,
+                timestamp_ms,
+                count: raw_count,
+                records,
+                sealed: None,
+            },
+            len: total,
+        },
+        Err(why) => Frame::Corrupt(why),
     }
-    if at != total {
-        return Frame::Corrupt("trailing bytes in body");
+}
+
+/// The sealed part of a batch body (checksum already verified).
+fn decode_sealed(body: &[u8], base: u64, timestamp_ms: i64, count: u32, total: usize) -> Frame {
+    let mut at = BODY_HEADER_LEN;
+    if body.len() < at + 2 {
+        return Frame::Corrupt("sealed batch without key id");
+    }
+    let id_len = u16::from_le_bytes([body[at], body[at + 1]]) as usize;
+    at += 2;
+    if body.len() < at + id_len + NONCE_LEN + TAG_LEN {
+        return Frame::Corrupt("sealed batch too short");
+    }
+    let Ok(key_id) = std::str::from_utf8(&body[at..at + id_len]) else {
+        return Frame::Corrupt("sealed batch key id is not UTF-8");
+    };
+    at += id_len;
+    let nonce: [u8; NONCE_LEN] = body[at..at + NONCE_LEN].try_into().expect("12 bytes");
+    at += NONCE_LEN;
+    let ciphertext = &body[at..];
+    if count as usize > (ciphertext.len() - TAG_LEN) / RECORD_HEADER_LEN {
+        return Frame::Corrupt("record count exceeds body");
     }
     Frame::Batch {
         batch: Batch {
             base,
             timestamp_ms,
-            records,
+            count,
+            records: Vec::new(),
+            sealed: Some(Sealed {
+                key_id: key_id.to_owned(),
+                nonce,
+                ciphertext: Bytes::copy_from_slice(ciphertext),
+            }),
         },
         len: total,
     }
+}
+
+/// Parses `count` records from `buf[at..end]`, which they must fill exactly.
+fn parse_records(
+    buf: &Bytes,
+    mut at: usize,
+    end: usize,
+    count: usize,
+) -> Result<Vec<DecodedRecord>, &'static str> {
+    if count > (end - at) / RECORD_HEADER_LEN {
+        return Err("record count exceeds body");
+    }
+    let mut records = Vec::with_capacity(count);
+    for _ in 0..count {
+        if at + RECORD_HEADER_LEN > end {
+            return Err("record header past body");
+        }
+        let key_len = u16::from_le_bytes([buf[at], buf[at + 1]]) as usize;
+        let data_len = u32_at(buf, at + 2) as usize;
+        let key_at = at + RECORD_HEADER_LEN;
+        let data_at = key_at + key_len;
+        let rec_end = data_at.saturating_add(data_len);
+        if rec_end > end {
+            return Err("record past body");
+        }
+        records.push(DecodedRecord {
+            partition_key: buf.slice(key_at..data_at),
+            data: buf.slice(data_at..rec_end),
+        });
+        at = rec_end;
+    }
+    if at != end {
+        return Err("trailing bytes in body");
+    }
+    Ok(records)
 }
 
 /// The segment header for a segment starting at `base`.
@@ -316,6 +526,59 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn cipher(byte: u8) -> Aes256Gcm {
+        use aes_gcm::KeyInit;
+        Aes256Gcm::new_from_slice(&[byte; 32]).expect("32-byte key")
+    }
+
+    fn sealed_sample() -> (Bytes, usize) {
+        let mut out = Vec::new();
+        let n = encode_sealed_batch(
+            7,
+            1_700_000_000_000,
+            [(&b"k1"[..], &b"top secret"[..]), (&b"k2"[..], &b""[..])],
+            "alias/orders",
+            &cipher(1),
+            [9; NONCE_LEN],
+            &mut out,
+        );
+        (Bytes::from(out), n)
+    }
+
+    #[test]
+    fn sealed_batch_round_trips_with_its_key_only() {
+        let (buf, n) = sealed_sample();
+        assert!(
+            !buf.windows(10).any(|w| w == b"top secret"),
+            "plaintext in a sealed frame"
+        );
+        let Frame::Batch { batch, len } = decode_frame(&buf) else {
+            panic!("not a batch")
+        };
+        assert_eq!((len, batch.base, batch.count), (n, 7, 2));
+        assert!(batch.records.is_empty());
+        assert_eq!(batch.sealed.as_ref().unwrap().key_id, "alias/orders");
+        // Re-encoding what was decoded gives the same bytes.
+        let mut again = Vec::new();
+        let s = batch.sealed.as_ref().unwrap();
+        encode_sealed_frame(batch.base, batch.timestamp_ms, batch.count, s, &mut again);
+        assert_eq!(&again[..], &buf[..]);
+        assert_eq!(batch.clone().open(&cipher(2)), Err(OpenFailed));
+        let records = batch.open(&cipher(1)).expect("opens with its key");
+        assert_eq!(&records[0].data[..], b"top secret");
+        assert_eq!(&records[1].partition_key[..], b"k2");
+    }
+
+    #[test]
+    fn a_sealed_batch_moved_to_another_position_does_not_open() {
+        let (buf, _) = sealed_sample();
+        let Frame::Batch { batch, .. } = decode_frame(&buf) else {
+            panic!("not a batch")
+        };
+        let moved = Batch { base: 8, ..batch };
+        assert_eq!(moved.open(&cipher(1)), Err(OpenFailed));
     }
 
     #[test]

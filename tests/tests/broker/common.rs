@@ -21,9 +21,13 @@ pub(crate) fn config(streams_extra: &str, storage: &str, limits: &str) -> String
     format!(
         "region = \"us-east-1\"\naccount_id = \"000000000000\"\n\n\
          [streams]\n{streams_extra}\n\n[storage]\n{storage}\n\n\
-         [control_plane]\nenabled = false\n\n[limits]\n{limits}\n"
+         [encryption.keys]\n{TEST_KEY}\n\n[control_plane]\nenabled = false\n\n[limits]\n{limits}\n"
     )
 }
+
+/// The `[encryption.keys]` line of [`config`]: a test key under the id of AWS's managed key.
+pub(crate) const TEST_KEY: &str =
+    "\"alias/aws/kinesis\" = \"6b696e657369732d746573742d6b65792d6e6f742d612d7265616c2d6b657921\"";
 
 /// `config` (made by [`config`]) with the control-plane call rates on, at their defaults
 /// changed by `body` (lines of the `[control_plane]` table).

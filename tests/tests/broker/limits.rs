@@ -540,7 +540,10 @@ async fn rated_broker(body: &str) -> TestBroker {
 
 /// The code, message and HTTP status of a failed call.
 fn limit_error<T: std::fmt::Debug, E>(
-    res: Result<T, aws_sdk_kinesis::error::SdkError<E, aws_sdk_kinesis::config::http::HttpResponse>>,
+    res: Result<
+        T,
+        aws_sdk_kinesis::error::SdkError<E, aws_sdk_kinesis::config::http::HttpResponse>,
+    >,
 ) -> (String, String, u16)
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -578,7 +581,11 @@ async fn describe_stream_over_ten_per_second_per_account_is_limit_exceeded() {
             break (name, limit_error(res));
         }
         admitted += 1;
-        assert!(admitted <= 40, "40 calls in {:?} and none refused", start.elapsed());
+        assert!(
+            admitted <= 40,
+            "40 calls in {:?} and none refused",
+            start.elapsed()
+        );
     };
     let elapsed = start.elapsed();
     let (stream, (code, message, status)) = refused;
@@ -612,7 +619,11 @@ async fn list_streams_and_describe_limits_are_counted_per_account() {
     let client = broker.client();
     let start = Instant::now();
     for _ in 0..5 {
-        client.list_streams().send().await.expect("five in a second");
+        client
+            .list_streams()
+            .send()
+            .await
+            .expect("five in a second");
     }
     let res = client.list_streams().send().await;
     if start.elapsed() < Duration::from_millis(900) {

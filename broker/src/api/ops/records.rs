@@ -158,6 +158,7 @@ pub async fn put_record(
     )?;
     let data = input.data.unwrap_or_default().0;
     check_record_size(&stream, "data", &data)?;
+    stream.keys.check_sealing().map_err(Error::from)?;
     let pk = input.partition_key.unwrap_or_default();
     let key = hash_key(input.explicit_hash_key.as_deref(), &pk)?;
     // SequenceNumberForOrdering: any well-formed number is accepted, as on AWS. Positions
@@ -308,6 +309,7 @@ pub async fn put_records(
         input.stream_name.as_deref(),
         input.stream_arn.as_deref(),
     )?;
+    stream.keys.check_sealing().map_err(Error::from)?;
     let records = input.records.unwrap_or_default().into_vec();
     let max_record = stream.settings.lock().max_record_kib as usize * 1024;
     let mut total = 0usize;
@@ -629,8 +631,10 @@ pub struct RecordOut {
 }
 
 impl RecordOut {
-    /// A stored record of `shard` as the API returns it.
-    pub fn new(shard: &Shard, r: StoredRecord, encryption_type: Option<&'static str>) -> RecordOut {
+    /// A stored record of `shard` as the API returns it (`EncryptionType` KMS when it was
+    /// stored encrypted).
+    pub fn new(shard: &Shard, r: StoredRecord) -> RecordOut {
+        let encryption_type = r.encrypted.then_some("KMS");
         RecordOut {
             sequence_number: shard.sequence_number(r.position).to_string(),
             approximate_arrival_timestamp: epoch_seconds(r.timestamp_ms),
@@ -771,11 +775,10 @@ pub async fn get_records(
     let end = shard.log.end_position();
     let millis_behind = millis_behind(&read, end, now);
     shard.metrics.iterator_age.observe(millis_behind);
-    let enc = encryption(&stream);
     let records = read
         .records
         .into_iter()
-        .map(|r| RecordOut::new(&shard, r, enc))
+        .map(|r| RecordOut::new(&shard, r))
         .collect();
     let at_end = shard
         .closed()

@@ -1064,14 +1064,23 @@ async fn encryption(
     if input.encryption_type.as_deref() != Some("KMS") {
         return Err(ApiError::invalid_argument("EncryptionType must be KMS."));
     }
+    let key_id = input.key_id.unwrap_or_default();
+    if start && !broker.keys.contains(&key_id) {
+        return Err(Error::from(crate::storage::SealError::MissingKey { key_id }).into());
+    }
     let _control = broker.control().await;
     require_active(&stream)?;
-    stream.settings.lock().kms_key_id = start.then(|| input.key_id.unwrap_or_default());
+    {
+        let mut settings = stream.settings.lock();
+        settings.kms_key_id = start.then(|| key_id.clone());
+        stream.keys.set_current(start.then_some(key_id.as_str()));
+    }
     broker.persist().await?;
     Ok(())
 }
 
-/// StartStreamEncryption (records the setting; encryption at rest arrives with security).
+/// StartStreamEncryption: records written from now on are sealed under the stream's key
+/// derived from `KeyId`, which must be in the broker's key ring.
 pub async fn start_encryption(broker: Arc<Broker>, input: EncryptionInput) -> Result<(), ApiError> {
     encryption(broker, input, true).await
 }

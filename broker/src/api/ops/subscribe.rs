@@ -25,8 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::error::ApiError;
 use crate::api::ops::consumers::{consumer_arn, find_consumer};
 use crate::api::ops::records::{
-    child_shards, encryption, millis_behind, parse_shard_id, start_position, ChildShardOut,
-    RecordOut,
+    child_shards, millis_behind, parse_shard_id, start_position, ChildShardOut, RecordOut,
 };
 use crate::api::validate::Validator;
 use crate::broker::{Broker, Owner, Stream};
@@ -271,6 +270,17 @@ impl Subscription {
             .await
             {
                 Ok(Ok(r)) => r,
+                // A missing or wrong encryption key: the KMS exception GetRecords would get.
+                Ok(Err(e))
+                    if e.get_ref()
+                        .is_some_and(|e| e.is::<crate::storage::SealError>()) =>
+                {
+                    let r =
+                        ApiError::from(Error::Storage(e)).render(&self.broker.config.account_id);
+                    self.send(exception_frame(r.kind, r.message.as_deref().unwrap_or("")))
+                        .await;
+                    return;
+                }
                 _ => {
                     self.send(exception_frame(
                         "InternalFailureException",
@@ -287,7 +297,6 @@ impl Subscription {
                 budget.take(bytes as f64);
                 let end = self.shard.log.end_position();
                 let behind = millis_behind(&read, end, now);
-                let enc = encryption(&self.stream);
                 let pushed_at = self.broker.clock.now_ms();
                 for r in &read.records {
                     self.metrics
@@ -299,7 +308,7 @@ impl Subscription {
                     records: read
                         .records
                         .into_iter()
-                        .map(|r| RecordOut::new(&self.shard, r, enc))
+                        .map(|r| RecordOut::new(&self.shard, r))
                         .collect(),
                     continuation_sequence_number: (!at_end)
                         .then(|| self.shard.sequence_before(read.next_position).to_string()),
