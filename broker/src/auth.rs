@@ -116,6 +116,10 @@ pub struct AuthConfig {
     pub anonymous: bool,
     /// The credentials file (users, keys, policies, roles).
     pub credentials_file: Option<PathBuf>,
+    /// A directory of more credentials files (every `*.toml` in it, hidden entries skipped),
+    /// merged with `credentials_file`: where the operator's per-Consumer `riffle-access.toml`
+    /// fragments are mounted. A key id or role name may appear in only one of them.
+    pub credentials_dir: Option<PathBuf>,
     /// How often the credentials file is checked for changes.
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
@@ -141,6 +145,7 @@ impl Default for AuthConfig {
         AuthConfig {
             anonymous: false,
             credentials_file: None,
+            credentials_dir: None,
             reload_interval: Duration::from_secs(5),
             clock_skew: Duration::from_secs(300),
             session_key_file: None,
@@ -186,12 +191,13 @@ pub(crate) struct Credentials {
 /// with the session key.
 #[derive(Debug)]
 pub struct SigV4 {
-    path: PathBuf,
+    file: Option<PathBuf>,
+    dir: Option<PathBuf>,
     pub(crate) region: String,
     pub(crate) account: String,
     skew: i64,
     current: RwLock<Arc<Credentials>>,
-    loaded: RwLock<Option<SystemTime>>,
+    loaded: RwLock<Vec<(PathBuf, Option<SystemTime>)>>,
     pub(crate) sealer: session::Sealer,
     /// The broker's clock: temporary credentials are issued and expire by it.
     pub(crate) clock: crate::clock::Clock,
@@ -251,6 +257,34 @@ fn modified(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// The credentials files: `file`, then every `*.toml` of `dir` by name.
+fn credential_paths(file: Option<&std::path::Path>, dir: Option<&std::path::Path>) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = file.map(|f| f.to_owned()).into_iter().collect();
+    if let Some(dir) = dir {
+        let mut more: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| {
+                        let name = e.file_name();
+                        let name = name.to_string_lossy();
+                        !name.starts_with('.') && name.ends_with(".toml")
+                    })
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        more.sort();
+        paths.extend(more);
+    }
+    paths
+}
+
+/// What a change check compares: each credentials file and its modification time.
+fn stamps(paths: &[PathBuf]) -> Vec<(PathBuf, Option<SystemTime>)> {
+    paths.iter().map(|p| (p.clone(), modified(p))).collect()
+}
+
 /// An authentication failure as Kinesis answers it: HTTP 400, JSON or CBOR `__type`.
 fn auth_error(kind: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::Wire {
@@ -273,21 +307,25 @@ impl SigV4 {
         data_dir: &std::path::Path,
         clock: crate::clock::Clock,
     ) -> Result<SigV4, String> {
-        let path = config
-            .credentials_file
-            .clone()
-            .ok_or("auth.credentials_file is not set")?;
+        if config.credentials_file.is_none() && config.credentials_dir.is_none() {
+            return Err("auth.credentials_file is not set".into());
+        }
+        let paths = credential_paths(
+            config.credentials_file.as_deref(),
+            config.credentials_dir.as_deref(),
+        );
         let key_file = config
             .session_key_file
             .clone()
             .unwrap_or_else(|| data_dir.join("session.key"));
         let sealer = session::Sealer::from_file(&key_file)
             .map_err(|e| format!("session key {}: {e}", key_file.display()))?;
-        let stamp = modified(&path);
-        let ring = Keyring::load(&path).map_err(|e| e.to_string())?;
+        let stamp = stamps(&paths);
+        let ring = Keyring::load_all(&paths).map_err(|e| e.to_string())?;
         let creds = compile(&ring, region, account)?;
         Ok(SigV4 {
-            path,
+            file: config.credentials_file.clone(),
+            dir: config.credentials_dir.clone(),
             region: region.to_owned(),
             account: account.to_owned(),
             skew: config.clock_skew.as_secs() as i64,
@@ -311,11 +349,12 @@ impl SigV4 {
     /// Re-reads the credentials file if it changed; a file that fails to load keeps the
     /// previous credentials in force (and says why, without any secret).
     pub fn reload_if_changed(&self) {
-        let stamp = modified(&self.path);
+        let paths = credential_paths(self.file.as_deref(), self.dir.as_deref());
+        let stamp = stamps(&paths);
         if stamp == *self.loaded.read() {
             return;
         }
-        match Keyring::load(&self.path)
+        match Keyring::load_all(&paths)
             .map_err(|e| e.to_string())
             .and_then(|r| compile(&r, &self.region, &self.account))
         {
@@ -323,7 +362,7 @@ impl SigV4 {
                 let users = c.by_key.len();
                 *self.current.write() = Arc::new(c);
                 *self.loaded.write() = stamp;
-                tracing::info!(users, file = %self.path.display(), "credentials reloaded");
+                tracing::info!(users, files = paths.len(), "credentials reloaded");
             }
             Err(e) => {
                 *self.loaded.write() = stamp;

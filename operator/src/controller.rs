@@ -681,7 +681,7 @@ async fn reconcile_consumer_inner(c: &Consumer, ctx: &Context) -> Result<Action,
         status.consumer_status = None;
         true
     };
-    let secret = consumer_secret(ctx, c, &s, &resolved, &status).await?;
+    let secret = consumer_secret(ctx, c, &s, &resolved, &mut status).await?;
     status.secret_name = Some(secret);
     conditions::set(
         &mut status.conditions,
@@ -754,9 +754,8 @@ async fn consumer_waits(
     Ok(Action::requeue(Duration::from_secs(5)))
 }
 
-/// The IAM-style policy a consumer's credentials are scoped to. Riffle does not enforce
-/// it until SigV4 and policies land (the security issue); it is written now so the Secret's
-/// shape does not change then.
+/// The IAM-style policy a consumer's credentials and role are scoped to: read its stream,
+/// and (enhanced fan-out) subscribe as its registered consumer.
 pub fn consumer_policy(stream_arn: &str, consumer_arn: Option<&str>) -> serde_json::Value {
     let mut statements = vec![json!({
         "Sid": "ReadStream",
@@ -776,6 +775,57 @@ pub fn consumer_policy(stream_arn: &str, consumer_arn: Option<&str>) -> serde_js
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
+/// The IAM name of a consumer's user and role: `consumer-<namespace>-<name>`, cut to IAM's
+/// 64 characters with a hash of the whole so two long names never collide.
+pub fn consumer_principal_name(namespace: &str, name: &str) -> String {
+    let full = format!("consumer-{namespace}-{name}");
+    if full.len() <= 64 {
+        return full;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(full.as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let mut cut = 55;
+    while !full.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}-{hash}", &full[..cut])
+}
+
+/// The account of an ARN (`arn:aws:kinesis:<region>:<account>:…`).
+fn arn_account(arn: &str) -> Option<&str> {
+    arn.split(':').nth(4).filter(|a| !a.is_empty())
+}
+
+/// What a consumer's access adds to the broker's credentials file (`riffle-access.toml` in
+/// its Secret): a user with the Secret's static keys and, when a service account is given,
+/// a role it may assume by web identity; both scoped by `policy`. The broker loads it from
+/// `auth.credentials_dir`, where the fragments are mounted (docs/operator.md).
+pub fn consumer_access_toml(
+    principal: &str,
+    access_key: &str,
+    secret_key: &str,
+    policy: &serde_json::Value,
+    service_account: Option<(&str, &str)>,
+) -> String {
+    let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let policies = format!("[{{ document = {} }}]", q(&policy.to_string()));
+    let mut out = format!(
+        "[[users]]\nname = {}\naccess_key_id = {}\nsecret_access_key = {}\npolicies = {policies}\n",
+        q(principal),
+        q(access_key),
+        q(secret_key)
+    );
+    if let Some((ns, sa)) = service_account {
+        out.push_str(&format!(
+            "\n[[roles]]\nname = {}\npolicies = {policies}\nservice_accounts = [{}]\n",
+            q(principal),
+            q(&format!("{ns}/{sa}"))
+        ));
+    }
+    out
+}
+
 fn random_key(len: usize, alphabet: &[u8]) -> String {
     use rand::Rng;
     let mut rng = rand::thread_rng();
@@ -789,7 +839,7 @@ async fn consumer_secret(
     c: &Consumer,
     s: &Stream,
     resolved: &Resolved,
-    status: &ConsumerStatus,
+    status: &mut ConsumerStatus,
 ) -> Result<String, Error> {
     let ns = c.namespace().unwrap_or_default();
     let name = c.secret_name();
@@ -813,6 +863,22 @@ async fn consumer_secret(
         )
     });
     let stream_arn = status.stream_arn.clone().unwrap_or_default();
+    let policy = consumer_policy(&stream_arn, status.consumer_arn.as_deref());
+    let principal = consumer_principal_name(&ns, &c.name_any());
+    let service_account = c.spec.service_account.as_deref();
+    let role_arn = service_account.and_then(|_| {
+        Some(format!(
+            "arn:aws:iam::{}:role/{principal}",
+            arn_account(&stream_arn)?
+        ))
+    });
+    let access = consumer_access_toml(
+        &principal,
+        &access_key,
+        &secret_key,
+        &policy,
+        service_account.map(|sa| (ns.as_str(), sa)),
+    );
     let mut data = BTreeMap::from([
         ("AWS_ACCESS_KEY_ID".to_string(), access_key),
         ("AWS_SECRET_ACCESS_KEY".to_string(), secret_key),
@@ -823,11 +889,13 @@ async fn consumer_secret(
         ),
         ("RIFFLE_STREAM_NAME".to_string(), s.stream_name()),
         ("RIFFLE_STREAM_ARN".to_string(), stream_arn.clone()),
-        (
-            "policy.json".to_string(),
-            consumer_policy(&stream_arn, status.consumer_arn.as_deref()).to_string(),
-        ),
+        ("policy.json".to_string(), policy.to_string()),
+        ("riffle-access.toml".to_string(), access),
     ]);
+    if let Some(arn) = &role_arn {
+        data.insert("AWS_ROLE_ARN".into(), arn.clone());
+    }
+    status.role_arn = role_arn;
     if let Some(arn) = &status.consumer_arn {
         data.insert("RIFFLE_CONSUMER_NAME".into(), c.consumer_name());
         data.insert("RIFFLE_CONSUMER_ARN".into(), arn.clone());
@@ -844,10 +912,6 @@ async fn consumer_secret(
                     MANAGER.to_string(),
                 ),
             ])),
-            annotations: Some(BTreeMap::from([(
-                "riffle.dev/policy-enforced".to_string(),
-                "false".to_string(),
-            )])),
             owner_references: c.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()
         },

@@ -637,6 +637,11 @@ pub struct ConsumerSpec {
     /// Name of the credentials Secret to write; defaults to `<name>-riffle-credentials`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+    /// A ServiceAccount (same namespace) whose projected tokens may assume this consumer's
+    /// role with AssumeRoleWithWebIdentity; the Secret then also carries `AWS_ROLE_ARN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub service_account: Option<String>,
 }
 
 impl Consumer {
@@ -692,6 +697,9 @@ pub struct ConsumerStatus {
     /// The credentials Secret written for this consumer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+    /// The role its service account assumes (with `serviceAccount`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------

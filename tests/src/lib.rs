@@ -1011,6 +1011,45 @@ mod unit {
 
 /// A test OIDC issuer: an ECDSA P-256 key, its JWKS document, and web identity tokens
 /// signed with it (shaped like Kubernetes projected service-account tokens).
+/// The broker's STS endpoint as an SDK's web-identity credential provider calls it.
+pub mod sts {
+    use std::net::SocketAddr;
+
+    /// The text of `<tag>` in an XML answer.
+    pub fn xml_value(xml: &str, tag: &str) -> Option<String> {
+        let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+        let end = xml[start..].find(&format!("</{tag}>"))? + start;
+        Some(xml[start..end].to_string())
+    }
+
+    /// POSTs an unsigned AssumeRoleWithWebIdentity for `role` with `token` (and `extra`
+    /// form fields, `&`-prefixed) to the API listener at `addr`; status and body.
+    pub async fn assume_role_with_web_identity(
+        addr: SocketAddr,
+        token: &str,
+        role: &str,
+        extra: &str,
+    ) -> (u16, String) {
+        let body = format!(
+            "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={}&RoleSessionName=pod-1&WebIdentityToken={token}{extra}",
+            role.replace(':', "%3A").replace('/', "%2F")
+        );
+        let r = crate::http::request(
+            addr,
+            "POST",
+            "/",
+            &[(
+                "Content-Type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )],
+            body.as_bytes(),
+        )
+        .await
+        .expect("STS request");
+        (r.status, r.body_text())
+    }
+}
+
 pub mod oidc {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;

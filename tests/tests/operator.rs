@@ -10,6 +10,8 @@ mod chart;
 mod cluster;
 #[path = "operator/dashboard.rs"]
 mod dashboard;
+#[path = "operator/identity.rs"]
+mod identity;
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -102,6 +102,35 @@ pub enum KeysError {
 }
 
 impl Keyring {
+    /// Reads and checks several credentials files and merges them: a key id or role name
+    /// declared in two of them is an error.
+    pub fn load_all(paths: &[PathBuf]) -> Result<Keyring, KeysError> {
+        let mut all = Keyring::default();
+        for path in paths {
+            let one = Keyring::load(path)?;
+            let invalid = |reason: String| KeysError::Invalid {
+                path: path.clone(),
+                reason,
+            };
+            for (id, user) in one.users {
+                let name = user.name.clone();
+                if all.users.insert(id, user).is_some() {
+                    return Err(invalid(format!(
+                        "access key id of user {name} is also in another credentials file"
+                    )));
+                }
+            }
+            for (name, role) in one.roles {
+                if all.roles.insert(name.clone(), role).is_some() {
+                    return Err(invalid(format!(
+                        "role {name} is also declared in another credentials file"
+                    )));
+                }
+            }
+        }
+        Ok(all)
+    }
+
     /// Reads and checks the credentials file.
     pub fn load(path: &Path) -> Result<Keyring, KeysError> {
         let text = std::fs::read_to_string(path).map_err(|source| KeysError::Read {

@@ -323,3 +323,47 @@ async fn an_unreachable_endpoint_degrades_the_stream() {
         "{calls:#?}"
     );
 }
+
+#[test]
+fn a_consumers_access_fragment_is_a_user_and_a_role_scoped_by_its_policy() {
+    let policy = consumer_policy("arn:aws:kinesis:us-east-1:000000000000:stream/orders", None);
+    let text = consumer_access_toml(
+        "consumer-team-billing",
+        "RFLAAAA",
+        "s3cr\"et",
+        &policy,
+        Some(("team", "billing-sa")),
+    );
+    let doc: toml::Value = toml::from_str(&text).expect("valid TOML");
+    let user = &doc["users"][0];
+    assert_eq!(user["name"].as_str(), Some("consumer-team-billing"));
+    assert_eq!(user["access_key_id"].as_str(), Some("RFLAAAA"));
+    assert_eq!(user["secret_access_key"].as_str(), Some("s3cr\"et"));
+    let document: Value =
+        serde_json::from_str(user["policies"][0]["document"].as_str().unwrap()).unwrap();
+    assert_eq!(document, policy);
+    let role = &doc["roles"][0];
+    assert_eq!(role["name"].as_str(), Some("consumer-team-billing"));
+    assert_eq!(
+        role["service_accounts"][0].as_str(),
+        Some("team/billing-sa")
+    );
+    assert_eq!(role["policies"], user["policies"]);
+    // Without a service account: the user only.
+    let text = consumer_access_toml("u", "K", "S", &policy, None);
+    let doc: toml::Value = toml::from_str(&text).unwrap();
+    assert!(doc.get("roles").is_none());
+}
+
+#[test]
+fn principal_names_fit_iam_and_stay_distinct() {
+    assert_eq!(
+        consumer_principal_name("team", "billing"),
+        "consumer-team-billing"
+    );
+    let long = "x".repeat(80);
+    let a = consumer_principal_name("team", &long);
+    let b = consumer_principal_name("team", &format!("{long}y"));
+    assert_eq!(a.len(), 64);
+    assert_ne!(a, b);
+}

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
-use riffle_tests::http;
 use riffle_tests::oidc::{Issuer, AUDIENCE, ISSUER};
 use riffle_tests::{client_with_keys, TEST_ACCESS_KEY, TEST_SECRET_KEY};
 
@@ -47,12 +46,7 @@ trusted_users = ["harness"]
     (broker, dir)
 }
 
-/// The text of `<tag>` in an XML answer.
-pub(crate) fn xml_value(xml: &str, tag: &str) -> Option<String> {
-    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
-    let end = xml[start..].find(&format!("</{tag}>"))? + start;
-    Some(xml[start..end].to_string())
-}
+pub(crate) use riffle_tests::sts::xml_value;
 
 /// POSTs an unsigned AssumeRoleWithWebIdentity; status and body.
 pub(crate) async fn exchange(
@@ -61,23 +55,7 @@ pub(crate) async fn exchange(
     role: &str,
     extra: &str,
 ) -> (u16, String) {
-    let body = format!(
-        "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={}&RoleSessionName=pod-1&WebIdentityToken={token}{extra}",
-        role.replace(':', "%3A").replace('/', "%2F")
-    );
-    let r = http::request(
-        broker.api_addr(),
-        "POST",
-        "/",
-        &[(
-            "Content-Type",
-            "application/x-www-form-urlencoded; charset=utf-8",
-        )],
-        body.as_bytes(),
-    )
-    .await
-    .expect("STS request");
-    (r.status, r.body_text())
+    riffle_tests::sts::assume_role_with_web_identity(broker.api_addr(), token, role, extra).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -199,6 +199,17 @@ fn chart_lints_renders_and_validates() {
         "{out}"
     );
     assert!(!out.contains("ERROR"), "{out}");
+    // The example application that assumes a Consumer's role with a projected token.
+    let app = root().join("examples/consumer-app.yaml");
+    let out = ok(
+        &t.kubernetes_validate,
+        &["--strict", "-k", "1.36.0", app.to_str().unwrap()],
+        None,
+    );
+    assert!(
+        out.contains("passed for resource deployment/analytics"),
+        "{out}"
+    );
     // kubernetes-validate does fail on a wrong field, so the pass above means something.
     let broken = full.replace("serviceAccountName:", "serviceAcountName:");
     std::fs::write(&path, &broken).unwrap();
