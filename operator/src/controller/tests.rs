@@ -1,8 +1,9 @@
 //! Controller tests against kube-rs's mocked API server (tower-test): the exact requests a
 //! reconcile pass makes, in order, for the paths that need no Kinesis endpoint (finalizer
 //! creation, pause, deletion with `Retain`, configuration and endpoint errors with their
-//! status, event and backoff). Resharding and deletion through a Kinesis endpoint are shown
-//! end to end against a real kube-apiserver and broker (`tests/tests/operator.rs`).
+//! status, event and backoff), and, with a real `riffle-broker` process as the Kinesis
+//! endpoint (the binary `cargo build --workspace` makes), creation, a shard-count update
+//! (reshard) and deletion with `deletionPolicy: Delete`.
 
 use std::sync::Arc;
 
@@ -366,4 +367,285 @@ fn principal_names_fit_iam_and_stay_distinct() {
     let b = consumer_principal_name("team", &format!("{long}y"));
     assert_eq!(a.len(), 64);
     assert_ne!(a, b);
+}
+
+// ---------------------------------------------------------------------------------------
+// With a real broker as the Kinesis endpoint
+// ---------------------------------------------------------------------------------------
+
+/// A `riffle-broker` process: anonymous, fast status transitions, no limits.
+struct Broker {
+    child: tokio::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+async fn broker() -> Broker {
+    use tokio::io::AsyncBufReadExt;
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        })
+        .join("riffle-broker");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --workspace` first",
+        bin.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("riffle.toml");
+    std::fs::write(
+        &config,
+        "[streams]\nstatus_delay = \"50ms\"\n[storage]\nfsync = \"never\"\n\
+         [control_plane]\nenabled = false\n[auth]\nanonymous = true\n",
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(bin)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start riffle-broker");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the broker gets ready")
+        .unwrap()
+        .expect("a ready line");
+    let api = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("api="))
+        .unwrap_or_else(|| panic!("not a ready line: {line}"))
+        .to_owned();
+    Broker {
+        child,
+        url: format!("http://{api}"),
+        _dir: dir,
+    }
+}
+
+/// The mock's answers for a Stream on `url`: the Stream for its PATCHes, events echoed,
+/// and the credentials Secret `keys`.
+fn answer_on_broker(s: &Stream) -> impl Fn(&Call) -> (StatusCode, Value) + Send + 'static {
+    let base = answer_with(s);
+    move |c: &Call| {
+        if c.is("GET", "/api/v1/namespaces/default/secrets/keys") {
+            (
+                StatusCode::OK,
+                json!({"apiVersion": "v1", "kind": "Secret",
+                       "metadata": {"name": "keys", "namespace": "default"},
+                       "data": {"AWS_ACCESS_KEY_ID": "QUtJRFRFU1Q=",
+                                "AWS_SECRET_ACCESS_KEY": "c2VjcmV0"}}),
+            )
+        } else {
+            base(c)
+        }
+    }
+}
+
+fn on(url: &str, spec: Value) -> Value {
+    let mut spec = spec;
+    spec["endpoint"] = json!({"url": url, "credentialsSecret": "keys"});
+    spec
+}
+
+async fn kinesis(url: &str) -> aws_sdk_kinesis::Client {
+    let conf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .build();
+    aws_sdk_kinesis::Client::from_conf(conf)
+}
+
+/// Polls DescribeStreamSummary until `done` holds (at most 10 s).
+async fn wait_summary(
+    k: &aws_sdk_kinesis::Client,
+    name: &str,
+    done: impl Fn(Option<&aws_sdk_kinesis::types::StreamDescriptionSummary>) -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = k.describe_stream_summary().stream_name(name).send().await;
+        let summary = out
+            .as_ref()
+            .ok()
+            .and_then(|o| o.stream_description_summary());
+        if done(summary) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "never: {out:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_stream_is_created_on_the_endpoint_and_becomes_ready() {
+    let b = broker().await;
+    let s = stream(
+        on(&b.url, json!({"shardCount": 3, "retentionHours": 48})),
+        json!({}),
+    );
+    let (ctx, calls) = mocked(answer_on_broker(&s));
+    reconcile_stream(Arc::new(s.clone()), ctx.clone())
+        .await
+        .expect("first pass");
+    let k = kinesis(&b.url).await;
+    wait_summary(&k, "orders", |d| {
+        d.is_some_and(|d| d.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active)
+    })
+    .await;
+    // The next pass sees it ACTIVE and converges the rest of the spec (retention).
+    reconcile_stream(Arc::new(s), ctx.clone())
+        .await
+        .expect("second pass");
+    wait_summary(&k, "orders", |d| {
+        d.is_some_and(|d| d.open_shard_count() == 3 && d.retention_period_hours() == 48)
+    })
+    .await;
+    let calls = finish(ctx, calls).await;
+    assert!(
+        calls[0].is("GET", "/api/v1/namespaces/default/secrets/keys"),
+        "{calls:#?}"
+    );
+    let created = calls
+        .iter()
+        .find(|c| c.is("POST", EVENTS) && c.body["reason"] == "Created")
+        .unwrap_or_else(|| panic!("a Created event: {calls:#?}"));
+    assert_eq!(created.body["action"], "CreateStream");
+    assert_eq!(created.body["type"], "Normal");
+    let statuses: Vec<&Call> = calls.iter().filter(|c| c.is("PATCH", STATUS)).collect();
+    assert_eq!(statuses.len(), 2, "one status patch per pass: {calls:#?}");
+    for c in &statuses {
+        assert_status_patch(c);
+        assert_eq!(c.body["status"]["observedGeneration"], 3);
+    }
+    let last = &statuses[1].body["status"];
+    assert!(
+        last["streamArn"]
+            .as_str()
+            .is_some_and(|a| a.ends_with(":stream/orders")),
+        "{last}"
+    );
+    assert_eq!(last["openShards"], 3, "{last}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.is("GET", "/api/v1/namespaces/default/secrets/keys")
+                || c.is("PATCH", STATUS)
+                || c.is("POST", EVENTS)),
+        "nothing else is written: {calls:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_count_edit_reshards_and_is_recorded_in_the_ledger() {
+    let b = broker().await;
+    let k = kinesis(&b.url).await;
+    k.create_stream()
+        .stream_name("orders")
+        .shard_count(2)
+        .send()
+        .await
+        .unwrap();
+    wait_summary(&k, "orders", |d| {
+        d.is_some_and(|d| d.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active)
+    })
+    .await;
+    let s = stream(on(&b.url, json!({"shardCount": 4})), json!({}));
+    let (ctx, calls) = mocked(answer_on_broker(&s));
+    reconcile_stream(Arc::new(s), ctx.clone())
+        .await
+        .expect("a pass");
+    wait_summary(&k, "orders", |d| {
+        d.is_some_and(|d| d.open_shard_count() == 4)
+    })
+    .await;
+    let calls = finish(ctx, calls).await;
+    let status = &calls
+        .iter()
+        .rfind(|c| c.is("PATCH", STATUS))
+        .unwrap_or_else(|| panic!("a status patch: {calls:#?}"))
+        .body["status"];
+    let history = status["reshardHistory"].as_array().expect("a ledger");
+    assert_eq!(history.len(), 1, "{status}");
+    assert_eq!(history[0]["operation"], "UpdateShardCount", "{status}");
+    assert_eq!(history[0]["fromShards"], 2, "{status}");
+    assert_eq!(history[0]["toShards"], 4, "{status}");
+    assert_eq!(
+        condition(status, crate::crd::COND_RESHARDING)["status"],
+        "True",
+        "{status}"
+    );
+    assert!(
+        calls.iter().any(|c| c.is("POST", EVENTS)
+            && c.body["action"] == "UpdateShardCount"
+            && c.body["type"] == "Normal"),
+        "an event for the reshard: {calls:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_delete_policy_stream_deletes_it_then_drops_the_finalizer() {
+    let b = broker().await;
+    let k = kinesis(&b.url).await;
+    k.create_stream()
+        .stream_name("orders")
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    wait_summary(&k, "orders", |d| {
+        d.is_some_and(|d| d.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active)
+    })
+    .await;
+    let s = stream(
+        on(&b.url, json!({"shardCount": 1, "deletionPolicy": "Delete"})),
+        json!({"finalizers": [FINALIZER], "deletionTimestamp": "2026-11-30T11:59:00Z"}),
+    );
+    let (ctx, calls) = mocked(answer_on_broker(&s));
+    // First pass: DeleteStream, and the finalizer stays while the stream is going.
+    let action = reconcile_stream(Arc::new(s.clone()), ctx.clone())
+        .await
+        .unwrap();
+    assert_ne!(action, Action::await_change());
+    wait_summary(&k, "orders", |d| d.is_none()).await;
+    // Once it is gone, the finalizer goes.
+    let action = reconcile_stream(Arc::new(s), ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    let calls = finish(ctx, calls).await;
+    let deleting = calls
+        .iter()
+        .position(|c| c.is("POST", EVENTS) && c.body["reason"] == "Deleting")
+        .unwrap_or_else(|| panic!("a Deleting event: {calls:#?}"));
+    assert_eq!(calls[deleting].body["action"], "DeleteStream");
+    let patches: Vec<&Call> = calls.iter().filter(|c| c.is("PATCH", STREAMS)).collect();
+    assert_eq!(
+        patches.len(),
+        1,
+        "one finalizer patch, after the deletion: {calls:#?}"
+    );
+    assert_eq!(
+        patches[0].body,
+        json!({"metadata": {"finalizers": [], "resourceVersion": "7"}})
+    );
+    let at = calls.iter().position(|c| c.is("PATCH", STREAMS)).unwrap();
+    assert!(at > deleting, "{calls:#?}");
 }

@@ -28,7 +28,7 @@ async fn ordered_mode_keeps_per_key_order_through_throttling() {
     const N: u64 = 8000;
     let broker = TestBroker::builder()
         .config_toml(config_with_limits(
-            "write_records_per_second = \"off\"\nwrite_bytes_per_second = 400000\n\
+            "write_records_per_second = \"off\"\nwrite_bytes_per_second = 150000\n\
              read_bytes_per_second = \"off\"\nget_records_per_second = \"off\"",
         ))
         .start()
