@@ -17,11 +17,7 @@ fn validator() -> &'static Validator {
     V.get_or_init(|| {
         let path = std::env::temp_dir().join(format!("riffle-fuzz-jwks-{}.json", std::process::id()));
         std::fs::write(&path, JWKS).expect("write JWKS");
-        Validator::open(WebIdentityConfig {
-            issuer: "https://issuer".into(),
-            audiences: vec!["riffle".into()],
-            jwks_file: path,
-        })
+        Validator::open(WebIdentityConfig::with_jwks_file("https://issuer", &["riffle"], path))
         .expect("JWKS loads")
     })
 }

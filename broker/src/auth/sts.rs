@@ -23,7 +23,7 @@ use super::{Failure, RequestHead, SigV4};
 #[derive(Debug)]
 pub struct Sts {
     sigv4: Arc<SigV4>,
-    web_identity: Option<Validator>,
+    web_identity: Option<Arc<Validator>>,
     default_secs: i64,
     max_secs: i64,
 }
@@ -131,7 +131,7 @@ impl Sts {
     /// The endpoint over `sigv4`'s credentials.
     pub fn new(sigv4: Arc<SigV4>, config: &super::AuthConfig) -> Result<Sts, String> {
         let web_identity = match &config.web_identity {
-            Some(c) => Some(Validator::open(c.clone())?),
+            Some(c) => Some(Arc::new(Validator::open(c.clone())?)),
             None => None,
         };
         Ok(Sts {
@@ -140,6 +140,11 @@ impl Sts {
             default_secs: config.session_duration.as_secs() as i64,
             max_secs: config.max_session_duration.as_secs() as i64,
         })
+    }
+
+    /// The web identity validator, if one is configured.
+    pub fn web_identity(&self) -> Option<Arc<Validator>> {
+        self.web_identity.clone()
     }
 
     /// Answers one STS request.

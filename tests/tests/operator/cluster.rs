@@ -72,6 +72,8 @@ pub(crate) struct Cluster {
     apiserver: Child,
     /// Path of the admin kubeconfig.
     pub(crate) kubeconfig: PathBuf,
+    /// The API server's URL.
+    pub(crate) url: String,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -171,6 +173,7 @@ impl Cluster {
             etcd,
             apiserver,
             kubeconfig,
+            url: format!("https://127.0.0.1:{secure}"),
         };
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -189,6 +192,19 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         cluster
+    }
+
+    /// The API server's self-signed serving certificate (and the CA it generated for it),
+    /// as PEM: what a client trusts to reach it over TLS.
+    pub(crate) fn serving_cert(&self) -> PathBuf {
+        self.dir.path().join("certs").join("apiserver.crt")
+    }
+
+    /// A file holding the admin bearer token.
+    pub(crate) fn admin_token_file(&self) -> PathBuf {
+        let path = self.dir.path().join("admin.token");
+        std::fs::write(&path, "riffle-e2e-admin-token\n").unwrap();
+        path
     }
 
     /// A kubeconfig for the same server that authenticates with `token` (a ServiceAccount

@@ -2,7 +2,8 @@
 //! its stream (its Secret's `riffle-access.toml`), the broker loads that fragment from its
 //! credentials directory (where a Secret volume would put it), and a service-account token
 //! that the real kube-apiserver issued (TokenRequest, the cluster's own signing key, checked
-//! against the cluster's own JWKS) becomes temporary credentials for that role.
+//! against the JWKS the broker fetches from that API server's `/openid/v1/jwks` over TLS)
+//! becomes temporary credentials for that role.
 
 use std::time::{Duration, Instant};
 
@@ -59,13 +60,10 @@ async fn a_consumers_role_is_assumed_with_a_token_the_api_server_issued() {
         .kubectl_ok(&["create", "serviceaccount", "intruder"])
         .await;
 
-    // The broker trusts the cluster's issuer with the cluster's own keys (its JWKS, as
-    // /openid/v1/jwks serves it), and loads every fragment of its credentials directory.
+    // The broker trusts the cluster's issuer with the cluster's own keys, fetched from the
+    // API server (TLS to its serving certificate, a bearer token), and loads every fragment
+    // of its credentials directory.
     let dir = tempfile::tempdir().unwrap();
-    let jwks = cluster
-        .kubectl_ok(&["get", "--raw", "/openid/v1/jwks"])
-        .await;
-    std::fs::write(dir.path().join("jwks.json"), &jwks).unwrap();
     let access = dir.path().join("access");
     std::fs::create_dir(&access).unwrap();
     std::fs::write(
@@ -78,11 +76,14 @@ async fn a_consumers_role_is_assumed_with_a_token_the_api_server_issued() {
     .unwrap();
     let config = format!(
         "{}\n[auth]\ncredentials_file = {:?}\ncredentials_dir = {:?}\nreload_interval = \"200ms\"\n\n\
-         [auth.web_identity]\nissuer = \"{ISSUER}\"\naudiences = [\"riffle\"]\njwks_file = {:?}\n",
+         [auth.web_identity]\nissuer = \"{ISSUER}\"\naudiences = [\"riffle\"]\n\
+         jwks_url = \"{}/openid/v1/jwks\"\njwks_ca_file = {:?}\njwks_token_file = {:?}\n",
         riffle_tests::DEFAULT_CONFIG,
         dir.path().join("credentials.toml").display().to_string(),
         access.display().to_string(),
-        dir.path().join("jwks.json").display().to_string(),
+        cluster.url,
+        cluster.serving_cert().display().to_string(),
+        cluster.admin_token_file().display().to_string(),
     );
     let broker = TestBroker::builder().config_toml(config).start().await;
     broker.create_stream("payroll", 1).await;
