@@ -350,11 +350,23 @@ pub async fn resolve(ctx: &Context, s: &Stream) -> Result<Resolved, Error> {
                 reason: "BrokerNotFound",
                 message: format!("RiffleBroker {name} does not exist in namespace {ns}"),
             })?;
+        // The operator's own key on this broker, once the broker's access Secret exists.
+        let credentials = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(&render::access_secret_name(&b))
+            .await?
+            .and_then(|s| s.data)
+            .and_then(|d| {
+                let get = |k: &str| d.get(k).map(|v| String::from_utf8_lossy(&v.0).into_owned());
+                Some((
+                    get("OPERATOR_ACCESS_KEY_ID")?,
+                    get("OPERATOR_SECRET_ACCESS_KEY")?,
+                ))
+            });
         return Ok(Resolved {
             endpoint: EndpointConfig {
                 url: render::endpoint_url(&b),
                 region: render::region(&b),
-                credentials: None,
+                credentials,
             },
             metrics_url: Some(render::metrics_url(&b)),
         });
@@ -754,6 +766,9 @@ async fn consumer_waits(
     Ok(Action::requeue(Duration::from_secs(5)))
 }
 
+/// Label on a Consumer Secret naming the RiffleBroker its stream lives on.
+pub const BROKER_LABEL: &str = "riffle.dev/broker";
+
 /// The IAM-style policy a consumer's credentials and role are scoped to: read its stream,
 /// and (enhanced fan-out) subscribe as its registered consumer.
 pub fn consumer_policy(stream_arn: &str, consumer_arn: Option<&str>) -> serde_json::Value {
@@ -904,14 +919,20 @@ async fn consumer_secret(
         metadata: kube::api::ObjectMeta {
             name: Some(name.clone()),
             namespace: Some(ns),
-            labels: Some(BTreeMap::from([
-                ("riffle.dev/consumer".to_string(), c.name_any()),
-                (STREAM_LABEL.to_string(), c.spec.stream_ref.clone()),
-                (
-                    "app.kubernetes.io/managed-by".to_string(),
-                    MANAGER.to_string(),
-                ),
-            ])),
+            labels: Some({
+                let mut labels = BTreeMap::from([
+                    ("riffle.dev/consumer".to_string(), c.name_any()),
+                    (STREAM_LABEL.to_string(), c.spec.stream_ref.clone()),
+                    (
+                        "app.kubernetes.io/managed-by".to_string(),
+                        MANAGER.to_string(),
+                    ),
+                ]);
+                if let Some(b) = &s.spec.broker_ref {
+                    labels.insert(BROKER_LABEL.to_string(), b.clone());
+                }
+                labels
+            }),
             owner_references: c.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()
         },
@@ -1009,6 +1030,7 @@ async fn reconcile_broker_inner(b: &RiffleBroker, ctx: &Context) -> Result<Actio
     let monitor = service_monitor_available(&ctx.client).await;
     let m = render::render(b, &streams, monitor);
     let c = &ctx.client;
+    broker_access(ctx, b, &streams).await?;
     apply(
         &Api::<ConfigMap>::namespaced(c.clone(), &ns),
         &m.config_map.name_any(),
@@ -1099,6 +1121,93 @@ async fn reconcile_broker_inner(b: &RiffleBroker, ctx: &Context) -> Result<Actio
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 
+/// Writes the broker's access Secret: the operator's administrator key (generated once) and
+/// the `riffle-access.toml` of every Consumer of a stream on this broker, which the broker
+/// pod reads from its `auth.credentials_dir`.
+async fn broker_access(
+    ctx: &Context,
+    b: &RiffleBroker,
+    streams: &[StreamLimits],
+) -> Result<(), Error> {
+    let ns = b.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = render::access_secret_name(b);
+    let existing = secrets
+        .get_opt(&name)
+        .await?
+        .and_then(|s| s.data)
+        .unwrap_or_default();
+    let keep = |k: &str| {
+        existing
+            .get(k)
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+    };
+    let access_key = keep("OPERATOR_ACCESS_KEY_ID").unwrap_or_else(|| {
+        format!(
+            "RFLOP{}",
+            random_key(15, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+        )
+    });
+    let secret_key = keep("OPERATOR_SECRET_ACCESS_KEY").unwrap_or_else(|| {
+        random_key(
+            40,
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        )
+    });
+    // Consumers (same namespace: a Stream's brokerRef resolves in its own) of this broker's
+    // streams, with the fragment their Secret carries.
+    let stream_objects: Vec<Stream> = Api::<Stream>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let on_broker = |stream_ref: &str| {
+        stream_objects.iter().any(|s| {
+            s.name_any() == stream_ref && streams.iter().any(|l| l.stream == s.stream_name())
+        })
+    };
+    let mut consumers = Vec::new();
+    for c in Api::<Consumer>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await?
+        .items
+    {
+        if c.metadata.deletion_timestamp.is_some() || !on_broker(&c.spec.stream_ref) {
+            continue;
+        }
+        let fragment = secrets
+            .get_opt(&c.secret_name())
+            .await?
+            .and_then(|s| s.data)
+            .and_then(|d| d.get("riffle-access.toml").cloned())
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned());
+        if let Some(f) = fragment {
+            consumers.push((c.name_any(), f));
+        }
+    }
+    let data = render::access_secret_data((&access_key, &secret_key), &consumers);
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/managed-by".to_string(),
+                MANAGER.to_string(),
+            )])),
+            owner_references: b.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(
+            data.into_iter()
+                .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                .collect(),
+        ),
+        ..Secret::default()
+    };
+    apply(&secrets, &name, &secret).await?;
+    Ok(())
+}
+
 async fn service_monitor_available(client: &Client) -> bool {
     client
         .list_api_group_resources("monitoring.coreos.com/v1")
@@ -1183,6 +1292,21 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     .owns(Api::<StatefulSet>::all(client.clone()), managed.clone())
     .owns(Api::<Service>::all(client.clone()), managed.clone())
     .owns(Api::<ConfigMap>::all(client.clone()), managed)
+    // A Consumer Secret of a stream on a RiffleBroker: the broker's access Secret follows.
+    .watches(
+        Api::<Secret>::all(client.clone()),
+        watcher::Config::default().labels(BROKER_LABEL),
+        |s: Secret| {
+            let ns = s.namespace();
+            s.labels().get(BROKER_LABEL).map(|b| {
+                let r = kube::runtime::reflector::ObjectRef::<RiffleBroker>::new(b);
+                match ns {
+                    Some(ns) => r.within(&ns),
+                    None => r,
+                }
+            })
+        },
+    )
     .watches(streams, watcher::Config::default(), |s: Stream| {
         let ns = s.namespace();
         s.spec.broker_ref.map(|b| {

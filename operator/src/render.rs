@@ -54,6 +54,42 @@ pub struct BrokerManifests {
     pub service_monitor: Option<serde_json::Value>,
 }
 
+/// Where the broker pod mounts its access Secret ([`access_secret_name`]): the broker's
+/// `auth.credentials_dir`.
+pub const ACCESS_DIR: &str = "/etc/riffle/access";
+
+/// The Secret with the broker's generated credentials: `operator.toml` (the operator's own
+/// administrator key) and one `<consumer>.toml` per Consumer of its streams.
+pub fn access_secret_name(b: &RiffleBroker) -> String {
+    format!("{}-access", b.name_any())
+}
+
+/// The access Secret's data: the operator's fragment and each Consumer's (by Consumer
+/// name), plus the operator's key pair so it stays the same across reconciles.
+pub fn access_secret_data(
+    operator_key: (&str, &str),
+    consumers: &[(String, String)],
+) -> BTreeMap<String, String> {
+    let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let mut data = BTreeMap::from([
+        (
+            "operator.toml".to_string(),
+            format!(
+                "[[users]]\nname = \"riffle-operator\"\naccess_key_id = {}\nsecret_access_key = {}\n\
+                 policies = [\"administrator\"]\n",
+                q(operator_key.0),
+                q(operator_key.1)
+            ),
+        ),
+        ("OPERATOR_ACCESS_KEY_ID".to_string(), operator_key.0.to_owned()),
+        ("OPERATOR_SECRET_ACCESS_KEY".to_string(), operator_key.1.to_owned()),
+    ]);
+    for (consumer, fragment) in consumers {
+        data.insert(format!("consumer-{consumer}.toml"), fragment.clone());
+    }
+    data
+}
+
 /// Labels selecting the broker's pods.
 pub fn selector_labels(b: &RiffleBroker) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -135,6 +171,14 @@ pub fn config_toml(b: &RiffleBroker, streams: &[StreamLimits]) -> String {
         format!("0.0.0.0:{ADMIN_PORT}").into(),
     );
     root.insert("data_dir".into(), "/var/lib/riffle".into());
+    // The generated credentials (the operator's key, each Consumer's), beside whatever
+    // `auth` the user configured.
+    let auth = root
+        .entry("auth")
+        .or_insert_with(|| toml::Table::new().into());
+    if let Some(auth) = auth.as_table_mut() {
+        auth.insert("credentials_dir".into(), ACCESS_DIR.into());
+    }
     if b.spec.tls_secret.is_some() {
         let mut tls = toml::Table::new();
         tls.insert("listen".into(), format!("0.0.0.0:{TLS_PORT}").into());
@@ -264,14 +308,31 @@ pub fn render(
             ..VolumeMount::default()
         },
     ];
-    let mut volumes = vec![Volume {
-        name: "config".into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: format!("{name}-config"),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..Volume::default()
-    }];
+    mounts.push(VolumeMount {
+        name: "access".into(),
+        mount_path: ACCESS_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    });
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: format!("{name}-config"),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        // Updated in place by the kubelet when Consumers come and go: no pod restart.
+        Volume {
+            name: "access".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(access_secret_name(b)),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
     let mut container_ports = vec![
         ContainerPort {
             name: Some("kinesis".into()),
@@ -446,6 +507,32 @@ mod tests {
     }
 
     #[test]
+    fn the_access_secret_holds_the_operators_key_and_each_consumers_fragment() {
+        let data = access_secret_data(
+            ("RFLOPKEY", "op-secret"),
+            &[(
+                "billing".into(),
+                "[[users]]\nname = \"consumer-ns-billing\"\n".into(),
+            )],
+        );
+        let op: toml::Table = toml::from_str(&data["operator.toml"]).unwrap();
+        assert_eq!(op["users"][0]["access_key_id"].as_str(), Some("RFLOPKEY"));
+        assert_eq!(
+            op["users"][0]["secret_access_key"].as_str(),
+            Some("op-secret")
+        );
+        assert_eq!(
+            op["users"][0]["policies"][0].as_str(),
+            Some("administrator")
+        );
+        assert_eq!(data["OPERATOR_ACCESS_KEY_ID"], "RFLOPKEY");
+        assert!(data["consumer-billing.toml"].contains("consumer-ns-billing"));
+        // Only the fragments are *.toml: the broker reads nothing else of the directory.
+        let tomls: Vec<_> = data.keys().filter(|k| k.ends_with(".toml")).collect();
+        assert_eq!(tomls, ["consumer-billing.toml", "operator.toml"]);
+    }
+
+    #[test]
     fn config_has_the_operators_listeners_user_settings_and_stream_limits() {
         let b = broker(serde_json::json!({
             "config": {"region": "eu-west-1", "listen": "127.0.0.1:1", "storage": {"fsync": "always"}},
@@ -506,9 +593,28 @@ mod tests {
             .collect();
         assert_eq!(
             mounts,
-            ["/var/lib/riffle", "/etc/riffle/config", "/etc/riffle/tls"]
+            [
+                "/var/lib/riffle",
+                "/etc/riffle/config",
+                ACCESS_DIR,
+                "/etc/riffle/tls"
+            ]
         );
-        assert!(m.config_map.data.as_ref().unwrap()["riffle.toml"].contains("[tls]"));
+        let access = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "access")
+            .expect("the access volume");
+        assert_eq!(
+            access.secret.as_ref().unwrap().secret_name.as_deref(),
+            Some(access_secret_name(&b).as_str())
+        );
+        let config = &m.config_map.data.as_ref().unwrap()["riffle.toml"];
+        assert!(config.contains("[tls]"));
+        let parsed: toml::Table = toml::from_str(config).unwrap();
+        assert_eq!(parsed["auth"]["credentials_dir"].as_str(), Some(ACCESS_DIR));
         assert_eq!(
             m.headless.spec.as_ref().unwrap().cluster_ip.as_deref(),
             Some("None")

@@ -504,6 +504,27 @@ spec:
         .as_str()
         .unwrap()
         .contains("write_records_per_second = 500"));
+    assert!(cm["data"]["riffle.toml"]
+        .as_str()
+        .unwrap()
+        .contains("credentials_dir = \"/etc/riffle/access\""));
+    // The broker's generated credentials: the operator's key, mounted where the config says.
+    let access = get(&cluster, "secret/riffle-access").await;
+    for key in [
+        "operator.toml",
+        "OPERATOR_ACCESS_KEY_ID",
+        "OPERATOR_SECRET_ACCESS_KEY",
+    ] {
+        assert!(
+            access["data"][key].is_string(),
+            "the access Secret has no {key}"
+        );
+    }
+    assert!(sts["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["secret"]["secretName"] == "riffle-access"));
     let svc = get(&cluster, "service/riffle").await;
     assert_eq!(svc["spec"]["ports"][0]["port"], 4567);
     let rb = until(

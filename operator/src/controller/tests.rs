@@ -649,3 +649,112 @@ async fn deleting_a_delete_policy_stream_deletes_it_then_drops_the_finalizer() {
     let at = calls.iter().position(|c| c.is("PATCH", STREAMS)).unwrap();
     assert!(at > deleting, "{calls:#?}");
 }
+
+#[tokio::test]
+async fn a_brokers_access_secret_gathers_the_operator_key_and_its_consumers_fragments() {
+    let b: RiffleBroker = serde_json::from_value(json!({
+        "apiVersion": "riffle.dev/v1alpha1", "kind": "RiffleBroker",
+        "metadata": {"name": "riffle", "namespace": "default", "uid": "b-1", "generation": 1},
+        "spec": {"image": "riffle/broker:0.1.0", "replicas": 1, "storage": {"size": "1Gi"}},
+    }))
+    .unwrap();
+    let broker_obj = serde_json::to_value(&b).unwrap();
+    let fragment = "[[users]]\nname = \"consumer-default-billing\"\n";
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    let consumer_secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "billing-riffle-credentials", "namespace": "default"},
+        "data": {"riffle-access.toml": b64(fragment)},
+    });
+    let (ctx, calls) = mocked(move |c: &Call| {
+        let list = |items: Value| (StatusCode::OK, json!({"metadata": {}, "items": items}));
+        match (c.method.as_str(), c.path.as_str()) {
+            ("GET", "/apis/riffle.dev/v1alpha1/namespaces/default/streams") => list(json!([
+                {"apiVersion": "riffle.dev/v1alpha1", "kind": "Stream",
+                 "metadata": {"name": "clicks", "namespace": "default"},
+                 "spec": {"shardCount": 1, "brokerRef": "riffle"}},
+                {"apiVersion": "riffle.dev/v1alpha1", "kind": "Stream",
+                 "metadata": {"name": "elsewhere", "namespace": "default"},
+                 "spec": {"shardCount": 1, "endpoint": {"url": "http://x"}}},
+            ])),
+            ("GET", "/apis/riffle.dev/v1alpha1/namespaces/default/consumers") => list(json!([
+                {"apiVersion": "riffle.dev/v1alpha1", "kind": "Consumer",
+                 "metadata": {"name": "billing", "namespace": "default"},
+                 "spec": {"streamRef": "clicks", "kind": "Polling"}},
+                {"apiVersion": "riffle.dev/v1alpha1", "kind": "Consumer",
+                 "metadata": {"name": "other", "namespace": "default"},
+                 "spec": {"streamRef": "elsewhere", "kind": "Polling"}},
+            ])),
+            ("GET", "/api/v1/namespaces/default/secrets/billing-riffle-credentials") => {
+                (StatusCode::OK, consumer_secret.clone())
+            }
+            ("PATCH", p) if p.contains("/rifflebrokers/") => (StatusCode::OK, broker_obj.clone()),
+            ("PATCH", _) => (StatusCode::OK, c.body.clone()),
+            ("GET", p) if p.ends_with("/secrets/riffle-access") => {
+                not_found("secrets", "riffle-access")
+            }
+            ("GET", p) if p.ends_with("/statefulsets/riffle") => {
+                not_found("statefulsets", "riffle")
+            }
+            _ => not_found("resource", &c.path),
+        }
+    });
+    reconcile_broker(Arc::new(b), ctx.clone()).await.unwrap();
+    let calls = finish(ctx, calls).await;
+    let access = calls
+        .iter()
+        .find(|c| c.is("PATCH", "/api/v1/namespaces/default/secrets/riffle-access"))
+        .unwrap_or_else(|| panic!("the access Secret is applied: {calls:#?}"));
+    assert!(
+        access.query.contains("fieldManager=riffle-operator"),
+        "{}",
+        access.query
+    );
+    let data = access.body["data"].as_object().unwrap();
+    let text = |k: &str| {
+        use base64::Engine;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(data[k].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(text("consumer-billing.toml"), fragment);
+    assert!(
+        !data.contains_key("consumer-other.toml"),
+        "not a consumer of this broker"
+    );
+    let operator = text("operator.toml");
+    assert!(
+        operator.contains(&text("OPERATOR_ACCESS_KEY_ID")),
+        "{operator}"
+    );
+    assert!(operator.contains("\"administrator\""), "{operator}");
+    assert_eq!(
+        access.body["metadata"]["ownerReferences"][0]["kind"],
+        "RiffleBroker"
+    );
+    // The StatefulSet mounts it where the rendered config says.
+    let sts = calls
+        .iter()
+        .find(|c| {
+            c.is(
+                "PATCH",
+                "/apis/apps/v1/namespaces/default/statefulsets/riffle",
+            )
+        })
+        .expect("the StatefulSet is applied");
+    let volumes = sts.body["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "riffle-access"),
+        "{volumes:?}"
+    );
+}
