@@ -181,6 +181,15 @@ fn chart_lints_renders_and_validates() {
         full.contains("alert: RiffleReshardBudgetExhausted"),
         "alert rules rendered"
     );
+    // Web identity on by default: the broker fetches the cluster's JWKS with its own token.
+    assert!(
+        full.contains("jwks_url: https://kubernetes.default.svc/openid/v1/jwks")
+            && full
+                .contains("jwks_token_file: /var/run/secrets/kubernetes.io/serviceaccount/token"),
+        "{full}"
+    );
+    let without = helm_template("ops", &["broker.webIdentity.enabled=false"], &[]);
+    assert!(!without.contains("web_identity"), "{without}");
     // Leader election off: one replica, Recreate, --no-leader-election, no leader Role.
     let single = helm_template("ops", &["operator.leaderElection=false"], &[]);
     assert!(single.contains("type: Recreate") && single.contains("--no-leader-election"));
