@@ -758,6 +758,11 @@ pub struct RiffleBrokerSpec {
     /// A `kubernetes.io/tls` Secret; when set the broker also serves TLS on port 4568.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_secret: Option<String>,
+    /// A Secret whose `keys.toml` is the broker's encryption key file (a `[keys]` table of
+    /// key id = 256-bit key, docs/security.md): mounted, and reread when it changes, for
+    /// StartStreamEncryption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_keys_secret: Option<String>,
     /// Broker settings (docs/configuration.md) as a map, written to its TOML config.
     /// `listen`, `admin_listen`, `data_dir` and `[tls]` are set by the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]

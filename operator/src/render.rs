@@ -54,6 +54,9 @@ pub struct BrokerManifests {
     pub service_monitor: Option<serde_json::Value>,
 }
 
+/// Where the broker pod mounts `encryptionKeysSecret`.
+pub const KEYS_DIR: &str = "/etc/riffle/keys";
+
 /// Where the broker pod mounts its access Secret ([`access_secret_name`]): the broker's
 /// `auth.credentials_dir`.
 pub const ACCESS_DIR: &str = "/etc/riffle/access";
@@ -178,6 +181,14 @@ pub fn config_toml(b: &RiffleBroker, streams: &[StreamLimits]) -> String {
         .or_insert_with(|| toml::Table::new().into());
     if let Some(auth) = auth.as_table_mut() {
         auth.insert("credentials_dir".into(), ACCESS_DIR.into());
+    }
+    if b.spec.encryption_keys_secret.is_some() {
+        let enc = root
+            .entry("encryption")
+            .or_insert_with(|| toml::Table::new().into());
+        if let Some(enc) = enc.as_table_mut() {
+            enc.insert("key_file".into(), format!("{KEYS_DIR}/keys.toml").into());
+        }
     }
     if b.spec.tls_secret.is_some() {
         let mut tls = toml::Table::new();
@@ -345,6 +356,23 @@ pub fn render(
             ..ContainerPort::default()
         },
     ];
+    if let Some(secret) = &b.spec.encryption_keys_secret {
+        mounts.push(VolumeMount {
+            name: "keys".into(),
+            mount_path: KEYS_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        volumes.push(Volume {
+            name: "keys".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                default_mode: Some(0o400),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
     if let Some(secret) = &b.spec.tls_secret {
         mounts.push(VolumeMount {
             name: "tls".into(),
@@ -504,6 +532,30 @@ mod tests {
         .unwrap();
         b.metadata.uid = Some("u-1".into());
         b
+    }
+
+    #[test]
+    fn an_encryption_keys_secret_is_mounted_as_the_key_file() {
+        let b = broker(serde_json::json!({"encryptionKeysSecret": "riffle-keys"}));
+        let m = render(&b, &[], false);
+        let config: toml::Table =
+            toml::from_str(&m.config_map.data.as_ref().unwrap()["riffle.toml"]).unwrap();
+        assert_eq!(
+            config["encryption"]["key_file"].as_str(),
+            Some("/etc/riffle/keys/keys.toml")
+        );
+        let pod = m.statefulset.spec.unwrap().template.spec.unwrap();
+        let keys = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "keys")
+            .expect("a keys volume");
+        let secret = keys.secret.unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("riffle-keys"));
+        assert_eq!(secret.default_mode, Some(0o400));
+        let without = render(&broker(serde_json::json!({})), &[], false);
+        assert!(!without.config_map.data.unwrap()["riffle.toml"].contains("[encryption]"));
     }
 
     #[test]
