@@ -849,6 +849,39 @@ fn random_key(len: usize, alphabet: &[u8]) -> String {
         .collect()
 }
 
+/// The key pair stored under `id_key` and `secret_key` in the Secret `name`, or a new one
+/// (an access key id of `prefix` and random base32, a 40-character secret) when it has none.
+async fn stored_or_new_keys(
+    api: &Api<Secret>,
+    name: &str,
+    (id_key, secret_key): (&str, &str),
+    prefix: &str,
+) -> Result<(String, String), Error> {
+    let existing = api
+        .get_opt(name)
+        .await?
+        .and_then(|s| s.data)
+        .unwrap_or_default();
+    let keep = |k: &str| {
+        existing
+            .get(k)
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+    };
+    let id = keep(id_key).unwrap_or_else(|| {
+        format!(
+            "{prefix}{}",
+            random_key(20 - prefix.len(), b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+        )
+    });
+    let secret = keep(secret_key).unwrap_or_else(|| {
+        random_key(
+            40,
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        )
+    });
+    Ok((id, secret))
+}
+
 async fn consumer_secret(
     ctx: &Context,
     c: &Consumer,
@@ -859,24 +892,13 @@ async fn consumer_secret(
     let ns = c.namespace().unwrap_or_default();
     let name = c.secret_name();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let existing = api
-        .get_opt(&name)
-        .await?
-        .and_then(|s| s.data)
-        .unwrap_or_default();
-    let keep = |k: &str| {
-        existing
-            .get(k)
-            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-    };
-    let access_key = keep("AWS_ACCESS_KEY_ID")
-        .unwrap_or_else(|| format!("RFL{}", random_key(17, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")));
-    let secret_key = keep("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|| {
-        random_key(
-            40,
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-        )
-    });
+    let (access_key, secret_key) = stored_or_new_keys(
+        &api,
+        &name,
+        ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+        "RFL",
+    )
+    .await?;
     let stream_arn = status.stream_arn.clone().unwrap_or_default();
     let policy = consumer_policy(&stream_arn, status.consumer_arn.as_deref());
     let principal = consumer_principal_name(&ns, &c.name_any());
@@ -936,6 +958,15 @@ async fn consumer_secret(
             owner_references: c.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()
         },
+        ..opaque(data)
+    };
+    apply(&api, &name, &secret).await?;
+    Ok(name)
+}
+
+/// An Opaque Secret holding `data` (metadata left to the caller).
+fn opaque(data: BTreeMap<String, String>) -> Secret {
+    Secret {
         type_: Some("Opaque".into()),
         data: Some(
             data.into_iter()
@@ -943,9 +974,7 @@ async fn consumer_secret(
                 .collect(),
         ),
         ..Secret::default()
-    };
-    apply(&api, &name, &secret).await?;
-    Ok(name)
+    }
 }
 
 async fn apply<K>(api: &Api<K>, name: &str, obj: &K) -> Result<(), kube::Error>
@@ -1132,28 +1161,13 @@ async fn broker_access(
     let ns = b.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let name = render::access_secret_name(b);
-    let existing = secrets
-        .get_opt(&name)
-        .await?
-        .and_then(|s| s.data)
-        .unwrap_or_default();
-    let keep = |k: &str| {
-        existing
-            .get(k)
-            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-    };
-    let access_key = keep("OPERATOR_ACCESS_KEY_ID").unwrap_or_else(|| {
-        format!(
-            "RFLOP{}",
-            random_key(15, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
-        )
-    });
-    let secret_key = keep("OPERATOR_SECRET_ACCESS_KEY").unwrap_or_else(|| {
-        random_key(
-            40,
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-        )
-    });
+    let (access_key, secret_key) = stored_or_new_keys(
+        &secrets,
+        &name,
+        ("OPERATOR_ACCESS_KEY_ID", "OPERATOR_SECRET_ACCESS_KEY"),
+        "RFLOP",
+    )
+    .await?;
     // Consumers (same namespace: a Stream's brokerRef resolves in its own) of this broker's
     // streams, with the fragment their Secret carries.
     let stream_objects: Vec<Stream> = Api::<Stream>::namespaced(ctx.client.clone(), &ns)
@@ -1196,13 +1210,7 @@ async fn broker_access(
             owner_references: b.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()
         },
-        type_: Some("Opaque".into()),
-        data: Some(
-            data.into_iter()
-                .map(|(k, v)| (k, ByteString(v.into_bytes())))
-                .collect(),
-        ),
-        ..Secret::default()
+        ..opaque(data)
     };
     apply(&secrets, &name, &secret).await?;
     Ok(())

@@ -177,12 +177,7 @@ where
     }
     debug_assert!(count < SEALED_FLAG, "batches are bounded by the body size");
     out[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
-    let body = &out[start + FRAME_HEADER_LEN..];
-    let body_len = body.len() as u32;
-    let crc = crc32fast::hash(body);
-    out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    out.len() - start
+    finish_frame(out, start)
 }
 
 /// Appends the encoding of a batch sealed under `key_id` with `cipher` and `nonce` (which
@@ -253,6 +248,11 @@ pub fn encode_sealed_frame(
     out.extend_from_slice(&sealed_aad(base, timestamp_ms, count, &sealed.key_id));
     out.extend_from_slice(&sealed.nonce);
     out.extend_from_slice(&sealed.ciphertext);
+    finish_frame(out, start)
+}
+
+/// Fills in the length and CRC of the frame that starts at `start` and ends `out`; its size.
+fn finish_frame(out: &mut [u8], start: usize) -> usize {
     let body = &out[start + FRAME_HEADER_LEN..];
     let body_len = body.len() as u32;
     let crc = crc32fast::hash(body);
