@@ -165,11 +165,7 @@ async fn run(config: Config, test_clock: bool) -> anyhow::Result<()> {
         if let Some(v) = sts.as_ref().and_then(|s| s.web_identity()) {
             if v.fetches() {
                 // Keys before the first request, if the issuer answers; the watcher retries.
-                match v.fetch().await {
-                    Ok(n) => tracing::info!(keys = n, "web identity JWKS fetched"),
-                    Err(e) => tracing::error!(error = %e, "web identity JWKS not fetched yet"),
-                }
-                tokio::spawn(v.watch(stop.clone()));
+                v.fetch_and_watch(stop.clone()).await;
             }
         }
         tracing::info!(users = sigv4.user_count(), "SigV4 authentication on");

@@ -1041,7 +1041,7 @@ async fn reconcile_broker_inner(b: &RiffleBroker, ctx: &Context) -> Result<Actio
         g,
         now,
     );
-    let mut streams: Vec<StreamLimits> = Api::<Stream>::namespaced(ctx.client.clone(), &ns)
+    let on_broker: Vec<Stream> = Api::<Stream>::namespaced(ctx.client.clone(), &ns)
         .list(&ListParams::default())
         .await?
         .items
@@ -1050,16 +1050,20 @@ async fn reconcile_broker_inner(b: &RiffleBroker, ctx: &Context) -> Result<Actio
             s.spec.broker_ref.as_deref() == Some(&b.name_any())
                 && s.metadata.deletion_timestamp.is_none()
         })
+        .collect();
+    let mut streams: Vec<StreamLimits> = on_broker
+        .iter()
         .map(|s| StreamLimits {
             stream: s.stream_name(),
-            limits: s.spec.shard_limits,
+            limits: s.spec.shard_limits.clone(),
         })
         .collect();
     streams.sort_by(|a, b| a.stream.cmp(&b.stream));
     let monitor = service_monitor_available(&ctx.client).await;
     let m = render::render(b, &streams, monitor);
     let c = &ctx.client;
-    broker_access(ctx, b, &streams).await?;
+    let stream_objects: Vec<String> = on_broker.iter().map(|s| s.name_any()).collect();
+    broker_access(ctx, b, &stream_objects).await?;
     apply(
         &Api::<ConfigMap>::namespaced(c.clone(), &ns),
         &m.config_map.name_any(),
@@ -1153,11 +1157,7 @@ async fn reconcile_broker_inner(b: &RiffleBroker, ctx: &Context) -> Result<Actio
 /// Writes the broker's access Secret: the operator's administrator key (generated once) and
 /// the `riffle-access.toml` of every Consumer of a stream on this broker, which the broker
 /// pod reads from its `auth.credentials_dir`.
-async fn broker_access(
-    ctx: &Context,
-    b: &RiffleBroker,
-    streams: &[StreamLimits],
-) -> Result<(), Error> {
+async fn broker_access(ctx: &Context, b: &RiffleBroker, streams: &[String]) -> Result<(), Error> {
     let ns = b.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let name = render::access_secret_name(b);
@@ -1169,23 +1169,14 @@ async fn broker_access(
     )
     .await?;
     // Consumers (same namespace: a Stream's brokerRef resolves in its own) of this broker's
-    // streams, with the fragment their Secret carries.
-    let stream_objects: Vec<Stream> = Api::<Stream>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let on_broker = |stream_ref: &str| {
-        stream_objects.iter().any(|s| {
-            s.name_any() == stream_ref && streams.iter().any(|l| l.stream == s.stream_name())
-        })
-    };
+    // Stream objects, with the fragment their Secret carries.
     let mut consumers = Vec::new();
     for c in Api::<Consumer>::namespaced(ctx.client.clone(), &ns)
         .list(&ListParams::default())
         .await?
         .items
     {
-        if c.metadata.deletion_timestamp.is_some() || !on_broker(&c.spec.stream_ref) {
+        if c.metadata.deletion_timestamp.is_some() || !streams.contains(&c.spec.stream_ref) {
             continue;
         }
         let fragment = secrets

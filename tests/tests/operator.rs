@@ -40,6 +40,32 @@ fn operator_binary() -> PathBuf {
     bin
 }
 
+/// Applies `crds/riffle.dev.yaml` with kubectl and waits until each CRD is Established.
+async fn install_crds(cluster: &Cluster) {
+    cluster
+        .kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "-f",
+            crds_path().to_str().unwrap(),
+        ])
+        .await;
+    for crd in [
+        "streams.riffle.dev",
+        "consumers.riffle.dev",
+        "rifflebrokers.riffle.dev",
+    ] {
+        cluster
+            .kubectl_ok(&[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd}"),
+                "--timeout=60s",
+            ])
+            .await;
+    }
+}
+
 fn crds_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crds/riffle.dev.yaml")
 }
@@ -245,28 +271,7 @@ async fn operator_end_to_end() {
     let endpoint = broker.endpoint();
 
     // CRDs applied with the real kubectl.
-    cluster
-        .kubectl_ok(&[
-            "apply",
-            "--server-side",
-            "-f",
-            crds_path().to_str().unwrap(),
-        ])
-        .await;
-    for crd in [
-        "streams.riffle.dev",
-        "consumers.riffle.dev",
-        "rifflebrokers.riffle.dev",
-    ] {
-        cluster
-            .kubectl_ok(&[
-                "wait",
-                "--for=condition=Established",
-                &format!("crd/{crd}"),
-                "--timeout=60s",
-            ])
-            .await;
-    }
+    install_crds(&cluster).await;
 
     // The Prometheus operator's ServiceMonitor CRD (a minimal stand-in: only its presence
     // matters), so the operator renders the broker's ServiceMonitor.

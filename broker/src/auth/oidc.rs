@@ -167,24 +167,51 @@ impl Validator {
         Ok(n)
     }
 
-    /// Fetches `jwks_url` now and then every `jwks_refresh_interval` (every 5 s while it
-    /// fails) until `stop`; the keys in use stay until a fetch succeeds.
-    pub async fn watch(self: std::sync::Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+    /// Fetches `jwks_url` once now (before the broker serves), then keeps it fresh with
+    /// [`Validator::watch`]; the outcome of this first fetch is logged.
+    pub async fn fetch_and_watch(
+        self: std::sync::Arc<Self>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let first = self.fetch().await;
+        match &first {
+            Ok(n) => tracing::info!(keys = n, "web identity JWKS fetched"),
+            Err(e) => tracing::error!(error = %e, "web identity JWKS not fetched yet"),
+        }
+        tokio::spawn(self.clone().watch(self.retry_after(first.is_ok()), stop));
+    }
+
+    fn retry_after(&self, ok: bool) -> Duration {
+        if ok {
+            self.config.jwks_refresh_interval
+        } else {
+            Duration::from_secs(5).min(self.config.jwks_refresh_interval)
+        }
+    }
+
+    /// After `first_wait`, fetches `jwks_url` every `jwks_refresh_interval` (every 5 s while
+    /// it fails) until `stop`; the keys in use stay until a fetch succeeds.
+    pub async fn watch(
+        self: std::sync::Arc<Self>,
+        first_wait: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut wait = first_wait;
         loop {
-            let wait = match self.fetch().await {
-                Ok(n) => {
-                    tracing::debug!(keys = n, "JWKS fetched");
-                    self.config.jwks_refresh_interval
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "JWKS not fetched; the keys in use stay");
-                    Duration::from_secs(5).min(self.config.jwks_refresh_interval)
-                }
-            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.cancelled() => return,
             }
+            wait = match self.fetch().await {
+                Ok(n) => {
+                    tracing::debug!(keys = n, "JWKS fetched");
+                    self.retry_after(true)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "JWKS not fetched; the keys in use stay");
+                    self.retry_after(false)
+                }
+            };
         }
     }
 

@@ -296,7 +296,7 @@ pub fn decode_frame(buf: &Bytes) -> Frame {
     let timestamp_ms = u64_at(body, 8) as i64;
     let raw_count = u32_at(body, 16);
     if raw_count & SEALED_FLAG != 0 {
-        return decode_sealed(body, base, timestamp_ms, raw_count & !SEALED_FLAG, total);
+        return decode_sealed(buf, base, timestamp_ms, raw_count & !SEALED_FLAG, total);
     }
     let count = raw_count as usize;
     // Every record takes at least its header, which bounds `count` by the body size.
@@ -318,8 +318,10 @@ pub fn decode_frame(buf: &Bytes) -> Frame {
     }
 }
 
-/// The sealed part of a batch body (checksum already verified).
-fn decode_sealed(body: &[u8], base: u64, timestamp_ms: i64, count: u32, total: usize) -> Frame {
+/// The sealed part of the batch body in `buf[FRAME_HEADER_LEN..total]` (checksum already
+/// verified). The ciphertext is sliced from `buf`, not copied: recovery scans every batch.
+fn decode_sealed(buf: &Bytes, base: u64, timestamp_ms: i64, count: u32, total: usize) -> Frame {
+    let body = &buf[FRAME_HEADER_LEN..total];
     let mut at = BODY_HEADER_LEN;
     if body.len() < at + 2 {
         return Frame::Corrupt("sealed batch without key id");
@@ -335,7 +337,7 @@ fn decode_sealed(body: &[u8], base: u64, timestamp_ms: i64, count: u32, total: u
     at += id_len;
     let nonce: [u8; NONCE_LEN] = body[at..at + NONCE_LEN].try_into().expect("12 bytes");
     at += NONCE_LEN;
-    let ciphertext = &body[at..];
+    let ciphertext = buf.slice(FRAME_HEADER_LEN + at..total);
     if count as usize > (ciphertext.len() - TAG_LEN) / RECORD_HEADER_LEN {
         return Frame::Corrupt("record count exceeds body");
     }
@@ -348,7 +350,7 @@ fn decode_sealed(body: &[u8], base: u64, timestamp_ms: i64, count: u32, total: u
             sealed: Some(Sealed {
                 key_id: key_id.to_owned(),
                 nonce,
-                ciphertext: Bytes::copy_from_slice(ciphertext),
+                ciphertext,
             }),
         },
         len: total,

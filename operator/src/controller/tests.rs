@@ -496,6 +496,24 @@ async fn wait_summary(
     }
 }
 
+/// Creates `name` with `shards` shards on the broker and waits until it is ACTIVE.
+async fn create_active(k: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
+    k.create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    wait_active(k, name).await;
+}
+
+async fn wait_active(k: &aws_sdk_kinesis::Client, name: &str) {
+    wait_summary(k, name, |d| {
+        d.is_some_and(|d| d.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_stream_is_created_on_the_endpoint_and_becomes_ready() {
     let b = broker().await;
@@ -508,10 +526,7 @@ async fn a_new_stream_is_created_on_the_endpoint_and_becomes_ready() {
         .await
         .expect("first pass");
     let k = kinesis(&b.url).await;
-    wait_summary(&k, "orders", |d| {
-        d.is_some_and(|d| d.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active)
-    })
-    .await;
+    wait_active(&k, "orders").await;
     // The next pass sees it ACTIVE and converges the rest of the spec (retention).
     reconcile_stream(Arc::new(s), ctx.clone())
         .await
@@ -559,16 +574,7 @@ async fn a_new_stream_is_created_on_the_endpoint_and_becomes_ready() {
 async fn a_shard_count_edit_reshards_and_is_recorded_in_the_ledger() {
     let b = broker().await;
     let k = kinesis(&b.url).await;
-    k.create_stream()
-        .stream_name("orders")
-        .shard_count(2)
-        .send()
-        .await
-        .unwrap();
-    wait_summary(&k, "orders", |d| {
-        d.is_some_and(|d| d.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active)
-    })
-    .await;
+    create_active(&k, "orders", 2).await;
     let s = stream(on(&b.url, json!({"shardCount": 4})), json!({}));
     let (ctx, calls) = mocked(answer_on_broker(&s));
     reconcile_stream(Arc::new(s), ctx.clone())
@@ -606,16 +612,7 @@ async fn a_shard_count_edit_reshards_and_is_recorded_in_the_ledger() {
 async fn deleting_a_delete_policy_stream_deletes_it_then_drops_the_finalizer() {
     let b = broker().await;
     let k = kinesis(&b.url).await;
-    k.create_stream()
-        .stream_name("orders")
-        .shard_count(1)
-        .send()
-        .await
-        .unwrap();
-    wait_summary(&k, "orders", |d| {
-        d.is_some_and(|d| d.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active)
-    })
-    .await;
+    create_active(&k, "orders", 1).await;
     let s = stream(
         on(&b.url, json!({"shardCount": 1, "deletionPolicy": "Delete"})),
         json!({"finalizers": [FINALIZER], "deletionTimestamp": "2026-11-30T11:59:00Z"}),

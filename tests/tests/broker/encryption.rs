@@ -104,6 +104,23 @@ async fn read_all(client: &Client, stream: &str) -> Vec<(String, bool)> {
     panic!("the shard did not end within 20 reads");
 }
 
+/// StartStreamEncryption of `stream` under `key_id`.
+async fn start_encryption(
+    client: &Client,
+    stream: &str,
+    key_id: &str,
+) -> Result<(), aws_sdk_kinesis::Error> {
+    client
+        .start_stream_encryption()
+        .stream_name(stream)
+        .encryption_type(EncryptionType::Kms)
+        .key_id(key_id)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(Into::into)
+}
+
 async fn put(client: &Client, stream: &str, key: &str, data: &str) -> Option<EncryptionType> {
     client
         .put_record()
@@ -130,14 +147,13 @@ async fn encrypted_records_leave_no_plaintext_on_disk_and_need_their_key() {
         put(&client, "enc", "clear-key", "CLEARTEXT-BEFORE-0").await,
         None
     );
-    client
-        .start_stream_encryption()
-        .stream_name("enc")
-        .encryption_type(EncryptionType::Kms)
-        .key_id("arn:aws:kms:us-east-1:000000000000:alias/orders")
-        .send()
-        .await
-        .expect("StartStreamEncryption with the key's alias ARN");
+    start_encryption(
+        &client,
+        "enc",
+        "arn:aws:kms:us-east-1:000000000000:alias/orders",
+    )
+    .await
+    .expect("StartStreamEncryption with the key's alias ARN");
     broker.wait_active("enc").await;
     let summary = client
         .describe_stream_summary()
@@ -287,12 +303,7 @@ async fn an_unknown_key_is_refused_and_stopping_leaves_old_records_readable() {
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
     assert_eq!(put(&client, "s", "k", "STILL-CLEAR").await, None);
 
-    client
-        .start_stream_encryption()
-        .stream_name("s")
-        .encryption_type(EncryptionType::Kms)
-        .key_id("alias/orders")
-        .send()
+    start_encryption(&client, "s", "alias/orders")
         .await
         .unwrap();
     broker.wait_active("s").await;

@@ -15,7 +15,7 @@ use riffle_tests::sts::{assume_role_with_web_identity, xml_value};
 use riffle_tests::{client_with_keys, TestBroker, TEST_ACCESS_KEY, TEST_SECRET_KEY};
 
 use crate::cluster::Cluster;
-use crate::{crds_path, get, Operator};
+use crate::{get, install_crds, Operator};
 
 /// The service-account issuer the e2e kube-apiserver is started with.
 const ISSUER: &str = "https://kubernetes.default.svc";
@@ -35,24 +35,7 @@ fn secret_value(secret: &serde_json::Value, key: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumers_role_is_assumed_with_a_token_the_api_server_issued() {
     let cluster = Cluster::start().await;
-    cluster
-        .kubectl_ok(&[
-            "apply",
-            "--server-side",
-            "-f",
-            crds_path().to_str().unwrap(),
-        ])
-        .await;
-    for crd in ["streams.riffle.dev", "consumers.riffle.dev"] {
-        cluster
-            .kubectl_ok(&[
-                "wait",
-                "--for=condition=Established",
-                &format!("crd/{crd}"),
-                "--timeout=60s",
-            ])
-            .await;
-    }
+    install_crds(&cluster).await;
     cluster
         .kubectl_ok(&["create", "serviceaccount", "billing-sa"])
         .await;
